@@ -1,0 +1,1 @@
+"""Spark jobs. Each is runnable with spark-submit or `python -m`, and never imports Airflow."""

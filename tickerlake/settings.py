@@ -1,0 +1,218 @@
+"""The one typed settings object.
+
+Every value comes from an environment variable named ``TICKERLAKE_<GROUP>_<FIELD>`` (for example
+``TICKERLAKE_S3_ENDPOINT_URL``), or from a ``.env`` file at the repository root; defaults point at
+the embedded local stack. `.env.example` documents every variable.
+
+Each group is a small class validated on construction. A missing or invalid value raises
+`ConfigError` with one line naming the variable and what is wrong, so a CLI can print it instead
+of a stack trace. Secrets are `SecretStr`: they never appear in a repr or a log line.
+"""
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tickerlake.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ENV_PREFIX = "TICKERLAKE_"
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+def _config(group: str) -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=f"{ENV_PREFIX}{group}_",
+        env_file=REPO_ROOT / ".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+class S3Settings(BaseSettings):
+    """The S3 object store: MinIO in compose, the embedded SeaweedFS S3 server locally."""
+
+    model_config = _config("S3")
+
+    endpoint_url: str = "http://127.0.0.1:8333"
+    access_key_id: str = Field(min_length=3)
+    secret_access_key: SecretStr = Field(min_length=8)
+    region: str = "us-east-1"
+    console_url: str = "http://127.0.0.1:8337"
+
+    _check_urls = field_validator("endpoint_url", "console_url")(_http_url)
+
+    @property
+    def port(self) -> int:
+        return _port_of(self.endpoint_url)
+
+
+class KafkaSettings(BaseSettings):
+    """The Kafka-protocol broker: Apache Kafka in compose, noida-db locally."""
+
+    model_config = _config("KAFKA")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    ticks_partitions: int = Field(default=6, ge=1, le=1024)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        bad = [s for s in servers if not _HOST_PORT.match(s)]
+        if not servers or bad:
+            raise ValueError(f"must be a comma-separated list of host:port, got {value!r}")
+        return ",".join(servers)
+
+    @property
+    def port(self) -> int:
+        return int(self.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+
+
+class PostgresSettings(BaseSettings):
+    """The Postgres server: warehouse fallback, Iceberg JDBC catalog, Airflow metadata."""
+
+    model_config = _config("PG")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=55432, ge=1, le=65535)
+    database: str = Field(default="tickerlake", pattern=r"^[a-z_][a-z0-9_]*$")
+    # The owner of the database (the superuser of the local cluster, like POSTGRES_USER in the
+    # official image).
+    user: str = Field(default="tickerlake", pattern=r"^[a-z_][a-z0-9_]*$")
+    password: SecretStr = Field(min_length=8)
+    analyst_user: str = Field(default="analyst", pattern=r"^[a-z_][a-z0-9_]*$")
+    analyst_password: SecretStr = Field(min_length=8)
+
+    def dsn(self, *, as_analyst: bool = False) -> str:
+        """A libpq connection string (psycopg); carries the password, never log it."""
+        user, secret = (
+            (self.analyst_user, self.analyst_password) if as_analyst else (self.user, self.password)
+        )
+        return (
+            f"host={self.host} port={self.port} dbname={self.database} user={user} "
+            f"password={secret.get_secret_value()} connect_timeout=5"
+        )
+
+    @property
+    def jdbc_url(self) -> str:
+        return f"jdbc:postgresql://{self.host}:{self.port}/{self.database}"
+
+
+class SparkSettings(BaseSettings):
+    """Spark: local mode here, the Spark master in compose."""
+
+    model_config = _config("SPARK")
+
+    master: str = "local[2]"
+    driver_memory: str = Field(default="2g", pattern=r"^\d+[kmgKMG]$")
+    shuffle_partitions: int = Field(default=4, ge=1)
+    jars_dir: Path = REPO_ROOT / "jars"
+    # The Spark UI binds to SPARK_LOCAL_IP (we set 127.0.0.1); tests turn it off to save memory.
+    ui_enabled: bool = True
+    # Where `python -m tickerlake.jars` looks first; empty = registry packages only.
+    maven_repo: str = "https://repo1.maven.org/maven2"
+
+    @field_validator("master")
+    @classmethod
+    def _master(cls, value: str) -> str:
+        if not re.match(r"^(local(\[(\*|\d+)\])?|spark://[^\s]+|yarn|k8s://[^\s]+)$", value):
+            raise ValueError(f"must be local, local[N], local[*] or spark://host:port, got {value!r}")
+        return value
+
+
+class IcebergSettings(BaseSettings):
+    """The Iceberg catalog: a JDBC catalog whose tables live in the Postgres server.
+
+    Spark (org.apache.iceberg.jdbc.JdbcCatalog) and pyiceberg (SqlCatalog) read and write the
+    same catalog tables, so both see the same Iceberg tables; see docs/architecture.md.
+    """
+
+    model_config = _config("ICEBERG")
+
+    catalog: str = Field(default="lake", pattern=r"^[a-z_][a-z0-9_]*$")
+
+
+class StackSettings(BaseSettings):
+    """Where the embedded local stack keeps its data, logs and PID files."""
+
+    model_config = _config("STACK")
+
+    state_dir: Path = REPO_ROOT / ".state"
+
+
+class Settings(BaseModel):
+    """All settings, grouped; build it with `get_settings()` or `load_settings()`."""
+
+    model_config = {"frozen": True}
+
+    s3: S3Settings
+    kafka: KafkaSettings
+    pg: PostgresSettings
+    spark: SparkSettings
+    iceberg: IcebergSettings
+    stack: StackSettings
+
+
+_GROUPS: dict[str, type[BaseSettings]] = {
+    "s3": S3Settings,
+    "kafka": KafkaSettings,
+    "pg": PostgresSettings,
+    "spark": SparkSettings,
+    "iceberg": IcebergSettings,
+    "stack": StackSettings,
+}
+
+
+def _port_of(url: str) -> int:
+    match = re.match(r"^https?://[^/:]+:(\d+)", url)
+    if match:
+        return int(match.group(1))
+    return 443 if url.startswith("https") else 80
+
+
+def _one_line(group: type[BaseSettings], error: ValidationError) -> ConfigError:
+    """Turn pydantic's multi-line report into one line naming the variable(s)."""
+    prefix = group.model_config.get("env_prefix", "")
+    parts = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "?"
+        var = f"{prefix}{field}".upper()
+        if item["type"] == "missing":
+            parts.append(f"{var} is not set (see .env.example)")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            if not isinstance(item.get("input"), (SecretStr, dict)) and "secret" not in var.lower() \
+                    and "password" not in var.lower():
+                message += f" (got {item.get('input')!r})" if "got " not in message else ""
+            parts.append(f"{var}: {message}")
+    return ConfigError("; ".join(parts))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read every group from the environment; `overrides` maps group name -> field dict."""
+    groups = {}
+    for name, cls in _GROUPS.items():
+        try:
+            groups[name] = cls(**overrides.get(name, {}))
+        except ValidationError as exc:
+            raise _one_line(cls, exc) from None
+    return Settings(**groups)
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

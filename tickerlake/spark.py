@@ -1,0 +1,127 @@
+"""The one Spark session builder: every job gets its lake wiring from here.
+
+It configures the provisioned jars, S3A (endpoint, path-style, credentials from the settings) and
+the Iceberg catalog: a JDBC catalog whose metadata pointers live in the Postgres server, so Spark
+and pyiceberg (`iceberg_catalog()`) share the same tables. Jobs import this module, never Airflow.
+"""
+from __future__ import annotations
+
+import os
+from urllib.parse import quote
+from typing import TYPE_CHECKING
+
+from tickerlake.jars import KAFKA_CONNECTOR, jar_paths
+from tickerlake.names import Bucket, Namespace
+from tickerlake.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyspark.sql import SparkSession
+
+ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Every Spark setting the lake needs, as a plain dict (also used for spark-submit --conf)."""
+    s3, pg, catalog = settings.s3, settings.pg, settings.iceberg.catalog
+    jars = jar_paths(settings.spark.jars_dir)
+    prefix = f"spark.sql.catalog.{catalog}"
+    return {
+        "spark.jars": ",".join(str(p) for p in jars),
+        "spark.driver.memory": settings.spark.driver_memory,
+        "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.enabled": str(settings.spark.ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.host": "127.0.0.1" if settings.spark.master.startswith("local") else "",
+        "spark.driver.bindAddress": "127.0.0.1" if settings.spark.master.startswith("local") else "",
+        # S3A, store-neutral: path-style works on MinIO, SeaweedFS and AWS alike.
+        "spark.hadoop.fs.s3a.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.endpoint": s3.endpoint_url,
+        "spark.hadoop.fs.s3a.endpoint.region": s3.region,
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": str(s3.endpoint_url.startswith("https")).lower(),
+        "spark.hadoop.fs.s3a.aws.credentials.provider":
+            "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "spark.hadoop.fs.s3a.access.key": s3.access_key_id,
+        "spark.hadoop.fs.s3a.secret.key": s3.secret_access_key.get_secret_value(),
+        # Parquet/Iceberg committers write many small objects; fail fast on a dead endpoint.
+        "spark.hadoop.fs.s3a.attempts.maximum": "5",
+        "spark.hadoop.fs.s3a.connection.establish.timeout": "5000",
+        # Iceberg: JDBC catalog on Postgres, data and metadata in the lake over s3a://.
+        "spark.sql.extensions": ICEBERG_EXTENSIONS,
+        prefix: "org.apache.iceberg.spark.SparkCatalog",
+        f"{prefix}.catalog-impl": "org.apache.iceberg.jdbc.JdbcCatalog",
+        f"{prefix}.uri": pg.jdbc_url,
+        f"{prefix}.jdbc.user": pg.user,
+        f"{prefix}.jdbc.password": pg.password.get_secret_value(),
+        # V1 adds the view column; pyiceberg's SqlCatalog reads the same tables.
+        f"{prefix}.jdbc.schema-version": "V1",
+        f"{prefix}.warehouse": Bucket.PROCESSED.s3a("iceberg"),
+        # Streaming foreachBatch writes and batch reads must see each other's commits.
+        f"{prefix}.cache-enabled": "false",
+        "spark.sql.defaultCatalog": catalog,
+    }
+
+
+def build_spark_session(app_name: str, settings: Settings | None = None,
+                        extra_conf: dict[str, str] | None = None) -> "SparkSession":
+    """A SparkSession wired to the lake; the same for every batch and streaming job."""
+    from pyspark.sql import SparkSession
+
+    settings = settings or get_settings()
+    if settings.spark.master.startswith("local"):
+        # The Spark UI and block manager bind to SPARK_LOCAL_IP; without it they take 0.0.0.0.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder.appName(app_name).master(settings.spark.master)
+    for key, value in {**spark_conf(settings), **(extra_conf or {})}.items():
+        if value != "":
+            builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session
+
+
+def kafka_source_available(settings: Settings | None = None) -> bool:
+    """True when Spark's Kafka connector jar was provisioned (Maven was reachable)."""
+    settings = settings or get_settings()
+    return (settings.spark.jars_dir / KAFKA_CONNECTOR).is_file()
+
+
+def ensure_namespaces(spark: "SparkSession", settings: Settings | None = None) -> None:
+    """Create each Iceberg namespace (tables set their own location: `Namespace.table_location`)."""
+    catalog = (settings or get_settings()).iceberg.catalog
+    for namespace in Namespace:
+        spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {catalog}.{namespace.value}")
+
+
+def create_iceberg_table(spark: "SparkSession", namespace: Namespace, table: str, columns: str,
+                         *, partitioned_by: str = "", settings: Settings | None = None) -> str:
+    """CREATE TABLE IF NOT EXISTS in the namespace's bucket; returns the qualified name."""
+    catalog = (settings or get_settings()).iceberg.catalog
+    name = namespace.qualified(catalog, table)
+    partition = f" PARTITIONED BY ({partitioned_by})" if partitioned_by else ""
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING iceberg{partition} "
+              f"LOCATION '{namespace.table_location(table)}'")
+    return name
+
+
+def iceberg_catalog(settings: Settings | None = None) -> "SqlCatalog":
+    """pyiceberg's view of the same JDBC catalog Spark uses (for Python-side reads)."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    settings = settings or get_settings()
+    s3, pg = settings.s3, settings.pg
+    return SqlCatalog(
+        settings.iceberg.catalog,
+        uri=(f"postgresql+psycopg://{quote(pg.user)}:{quote(pg.password.get_secret_value(), safe='')}"
+             f"@{pg.host}:{pg.port}/{pg.database}"),
+        warehouse=Bucket.PROCESSED.s3a("iceberg"),
+        **{
+            "s3.endpoint": s3.endpoint_url,
+            "s3.access-key-id": s3.access_key_id,
+            "s3.secret-access-key": s3.secret_access_key.get_secret_value(),
+            "s3.region": s3.region,
+            "s3.force-virtual-addressing": "false",
+        },
+    )
