@@ -6,7 +6,7 @@ import sys
 
 from minio_init.buckets import ensure_buckets
 from minio_init.topics import ensure_topics
-from minio_init.warehouse import apply_sql, ensure_database
+from minio_init.warehouse import apply_sql, ensure_databases
 from tickerlake.errors import one_line_errors
 from tickerlake.settings import get_settings
 
@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         for topic, outcome in ensure_topics(settings.kafka).items():
             print(f"topic     {topic:<22} {outcome}")
     if "warehouse" in steps:
-        print(f"database  {settings.pg.database:<22} {ensure_database(settings.pg)}")
+        for database, outcome in ensure_databases(settings.pg).items():
+            print(f"database  {database:<22} {outcome}")
         for name in apply_sql(settings.pg):
             print(f"sql       {name:<22} applied")
     return 0

@@ -16,13 +16,17 @@ def sql_files() -> list[Path]:
     return sorted(SQL_DIR.glob("*.sql"))
 
 
-def ensure_database(pg: PostgresSettings) -> str:
+def ensure_databases(pg: PostgresSettings) -> dict[str, str]:
+    """The warehouse database and Airflow's metadata database: name -> "created" | "exists"."""
+    outcome = {}
     with pg_connect(pg, dbname="postgres", autocommit=True) as conn:
-        exists = conn.execute("select 1 from pg_database where datname = %s", (pg.database,)).fetchone()
-        if exists:
-            return "exists"
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(pg.database)))
-        return "created"
+        for name in (pg.database, pg.airflow_database):
+            if conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
+                outcome[name] = "exists"
+                continue
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+            outcome[name] = "created"
+    return outcome
 
 
 def apply_sql(pg: PostgresSettings) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from tickerlake.errors import one_line_errors
+from tickerlake.iceberg import merge_into
 from tickerlake.names import Namespace
 from tickerlake.settings import get_settings
 from tickerlake.spark import build_spark_session, create_iceberg_table, ensure_namespaces
@@ -22,18 +23,13 @@ ROWS = [(i, f"SYM{i % 5}", round(100 + i * 0.25, 2)) for i in range(100)]
 def run(spark) -> dict[str, object]:
     ensure_namespaces(spark)
     name = create_iceberg_table(spark, Namespace.PROCESSED, TABLE, "id BIGINT, symbol STRING, price DOUBLE")
-    spark.createDataFrame(ROWS, "id BIGINT, symbol STRING, price DOUBLE").createOrReplaceTempView("batch")
-    spark.sql(f"""
-        MERGE INTO {name} t USING batch s ON t.id = s.id
-        WHEN MATCHED AND (t.symbol <> s.symbol OR t.price <> s.price) THEN UPDATE SET *
-        WHEN NOT MATCHED THEN INSERT *
-    """)
+    merged = merge_into(spark.createDataFrame(ROWS, "id BIGINT, symbol STRING, price DOUBLE"), name, ["id"])
     read = spark.table(name)
     count = read.count()
     checksum = read.selectExpr("sum(id * price) AS c").first()["c"]
     location = spark.sql(f"DESCRIBE TABLE EXTENDED {name}").where("col_name = 'Location'").first()
     snapshots = spark.sql(f"SELECT count(*) AS n FROM {name}.snapshots").first()["n"]
-    return {"table": name, "rows": count, "checksum": checksum,
+    return {"table": name, "merged": merged, "rows": count, "checksum": checksum,
             "location": location["data_type"] if location else "?", "snapshots": snapshots}
 
 

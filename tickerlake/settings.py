@@ -95,6 +95,8 @@ class PostgresSettings(BaseSettings):
     password: SecretStr = Field(min_length=8)
     analyst_user: str = Field(default="analyst", pattern=r"^[a-z_][a-z0-9_]*$")
     analyst_password: SecretStr = Field(min_length=8)
+    # Airflow's metadata database, on the same server.
+    airflow_database: str = Field(default="airflow", pattern=r"^[a-z_][a-z0-9_]*$")
 
     def dsn(self, *, as_analyst: bool = False) -> str:
         """A libpq connection string (psycopg); carries the password, never log it."""
@@ -105,6 +107,14 @@ class PostgresSettings(BaseSettings):
             f"host={self.host} port={self.port} dbname={self.database} user={user} "
             f"password={secret.get_secret_value()} connect_timeout=5"
         )
+
+    def sqlalchemy_url(self, database: str | None = None, driver: str = "psycopg2") -> str:
+        """A SQLAlchemy URL (Airflow's metadata DB, pyiceberg); carries the password."""
+        from urllib.parse import quote
+
+        return (f"postgresql+{driver}://{quote(self.user, safe='')}:"
+                f"{quote(self.password.get_secret_value(), safe='')}@{self.host}:{self.port}/"
+                f"{database or self.database}")
 
     @property
     def jdbc_url(self) -> str:

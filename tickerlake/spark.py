@@ -7,7 +7,6 @@ and pyiceberg (`iceberg_catalog()`) share the same tables. Jobs import this modu
 from __future__ import annotations
 
 import os
-from urllib.parse import quote
 from typing import TYPE_CHECKING
 
 from tickerlake.jars import KAFKA_CONNECTOR, jar_paths
@@ -114,8 +113,7 @@ def iceberg_catalog(settings: Settings | None = None) -> "SqlCatalog":
     s3, pg = settings.s3, settings.pg
     return SqlCatalog(
         settings.iceberg.catalog,
-        uri=(f"postgresql+psycopg://{quote(pg.user)}:{quote(pg.password.get_secret_value(), safe='')}"
-             f"@{pg.host}:{pg.port}/{pg.database}"),
+        uri=pg.sqlalchemy_url(driver="psycopg"),
         warehouse=Bucket.PROCESSED.s3a("iceberg"),
         **{
             "s3.endpoint": s3.endpoint_url,

@@ -79,7 +79,7 @@ def stop(pid_file: PidFile, *, sig: int = signal.SIGTERM, timeout: float = 30.0)
         return False
     os.kill(pid, sig)
     deadline = time.monotonic() + timeout
-    while pid_file.running_pid() is not None:
+    while not _fully_exited(pid):
         _reap(pid)
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
@@ -87,6 +87,18 @@ def stop(pid_file: PidFile, *, sig: int = signal.SIGTERM, timeout: float = 30.0)
         time.sleep(0.1)
     pid_file.clear()
     return True
+
+
+def _fully_exited(pid: int) -> bool:
+    """Gone, or a zombie with no thread left. A multi-threaded (Go) process's leader turns
+    zombie while its other threads still run and hold the listening sockets."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        threads = len(os.listdir(proc / "task"))
+    except OSError:
+        return True
+    return state == "Z" and threads <= 1
 
 
 def _reap(pid: int) -> None:

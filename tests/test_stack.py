@@ -1,0 +1,111 @@
+"""The embedded local stack: healthy, idempotent, stopped by PID, data kept across restarts."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tickerlake.errors import StackError
+from tickerlake.settings import REPO_ROOT, load_settings
+from tickerlake.stack.process import free_port
+from tickerlake.stack.services import KafkaBroker, services
+
+
+def _stack_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tickerlake.stack", *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_status_reports_every_service_healthy(stack):
+    done = _stack_cli("status")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [ln.split()[:2] for ln in lines] == [["s3", "healthy"], ["kafka", "healthy"],
+                                                 ["postgres", "healthy"]]
+
+
+def test_up_twice_is_harmless(stack):
+    pids = {s.name: s.pid_file.running_pid() for s in stack}
+    done = _stack_cli("up")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("already running") == 3
+    assert {s.name: s.pid_file.running_pid() for s in stack} == pids
+
+
+def test_every_port_listens_on_loopback_only(stack):
+    pids = {str(s.pid_file.running_pid()) for s in stack}
+    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    ours = [ln for ln in listening.splitlines() if any(f"pid={pid}," in ln for pid in pids)]
+    assert ours, listening
+    local_addresses = {ln.split()[3].rsplit(":", 1)[0] for ln in ours}
+    assert local_addresses == {"127.0.0.1"}
+
+
+def test_a_port_taken_by_someone_else_is_a_clear_error(settings, tmp_path):
+    """Not a hang: the check happens before anything is started."""
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", free_port()))
+    squatter.listen(1)
+    port = squatter.getsockname()[1]
+    try:
+        other = load_settings(kafka={"bootstrap_servers": f"127.0.0.1:{port}"},
+                              stack={"state_dir": tmp_path})
+        started = time.monotonic()
+        with pytest.raises(StackError) as info:
+            KafkaBroker(other).up()
+        assert time.monotonic() - started < 5
+        assert f"port {port} (TICKERLAKE_KAFKA_BOOTSTRAP_SERVERS)" in str(info.value)
+        assert "already in use" in str(info.value)
+    finally:
+        squatter.close()
+
+
+def test_data_survives_down_and_up(stack, settings):
+    """Write to each service, stop the stack by PID (no process left), start it, read back."""
+    from tickerlake.clients import kafka_consumer, kafka_producer, pg_connect, s3_client
+
+    s3 = s3_client(settings.s3)
+    s3.put_object(Bucket="raw", Key="survival/probe.txt", Body=b"kept")
+    producer = kafka_producer(settings.kafka)
+    producer.send("survival-probe", key=b"k", value=b"kept").get(timeout=10)
+    producer.close()
+    with pg_connect(settings.pg) as conn:
+        conn.execute("create table if not exists public.survival_probe (v text)")
+        conn.execute("insert into public.survival_probe values ('kept')")
+
+    pids = [s.pid_file.running_pid() for s in stack]
+    for service in reversed(stack):
+        assert service.down()
+    for pid in pids:
+        assert not _alive(pid), f"pid {pid} still running after down"
+    for service in stack:
+        assert service.up() == "started"
+
+    assert s3_client(settings.s3).get_object(Bucket="raw", Key="survival/probe.txt")["Body"].read() == b"kept"
+    consumer = kafka_consumer(settings.kafka, "survival-probe", group_id=None, consumer_timeout_ms=5000)
+    assert [m.value for m in consumer] == [b"kept"]
+    consumer.close()
+    with pg_connect(settings.pg) as conn:
+        assert conn.execute("select v from public.survival_probe").fetchall() == [("kept",)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_services_know_every_port_they_use(settings):
+    """The S3 server's internal ports are laid out from the one S3 port setting."""
+    s3, kafka, pg = services(settings)
+    base = settings.s3.port
+    assert set(s3.ports.values()) == {base, base + 1, base + 2, base + 3, base + 4,
+                                      base + 10000, base + 10001, base + 10002, base + 10003,
+                                      base + 10004}
+    assert list(kafka.ports.values()) == [settings.kafka.port]
+    assert list(pg.ports.values()) == [settings.pg.port]

@@ -1,0 +1,88 @@
+"""Run the `airflow` CLI against the embedded local stack.
+
+`python -m tickerlake.airflow_local ARGS...` (for example `dags test lake_smoke 2026-01-02`) runs
+`airflow ARGS` with AIRFLOW_HOME under the state directory, the metadata database on the stack's
+Postgres, this repository's `dags/` folder, LocalExecutor, and a `spark_default` connection for
+the configured Spark master. The metadata database is migrated on first use.
+
+Docker users do not need this: docker-compose.yml sets the same variables on the Airflow services.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from tickerlake.errors import one_line_errors
+from tickerlake.settings import REPO_ROOT, Settings, get_settings
+
+
+def _persistent_secret(path: Path) -> str:
+    """A random key generated once per state directory (never committed, never logged)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    home = settings.stack.state_dir / "airflow"
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__DEFAULT_TIMEZONE": "UTC",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.pg.sqlalchemy_url(settings.pg.airflow_database),
+        "AIRFLOW__CORE__FERNET_KEY": _fernet_key(home / "fernet.key"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": _persistent_secret(home / "jwt.secret"),
+        "AIRFLOW__API__SECRET_KEY": _persistent_secret(home / "api.secret"),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": settings.spark.master}),
+        # spark-submit and the stack's binaries live in the venv.
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(REPO_ROOT),
+        "GX_ANALYTICS_ENABLED": "false",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+
+
+def _fernet_key(path: Path) -> str:
+    if not path.exists():
+        from cryptography.fernet import Fernet
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(Fernet.generate_key().decode())
+    return path.read_text().strip()
+
+
+def run_airflow(args: list[str], settings: Settings | None = None, *, check: bool = False,
+                capture: bool = False) -> subprocess.CompletedProcess:
+    """Run `airflow ARGS` in the local environment, migrating the metadata DB first if needed."""
+    settings = settings or get_settings()
+    env = {**os.environ, **airflow_env(settings)}
+    airflow = str(Path(sys.executable).parent / "airflow")
+    marker = Path(env["AIRFLOW_HOME"]) / ".db-migrated"
+    if not marker.exists():
+        subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+        marker.touch()
+    return subprocess.run([airflow, *args], env=env, check=check, text=True,
+                          capture_output=capture)
+
+
+@one_line_errors
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    return run_airflow(args).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
