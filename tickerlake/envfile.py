@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tickerlake.settings import REPO_ROOT
 
-SECRET_VARS = re.compile(r"^(TICKERLAKE_\w*(SECRET|PASSWORD)\w*)=.*$", re.MULTILINE)
+SECRET_VARS = re.compile(r"^((?:TICKERLAKE|AIRFLOW)_\w*(SECRET|PASSWORD)\w*)=.*$", re.MULTILINE)
 
 
 def render(example: str) -> str:

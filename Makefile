@@ -1,0 +1,62 @@
+# tickerlake: `make demo` sets everything up and runs the main job; `make test` sets up and tests.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY      := .venv/bin/python
+UV      := .venv/bin/uv
+UV_VERSION := 0.13.8
+# Debian packages: the Postgres server, its JDBC driver (a Spark jar), Java for Spark, ss for a test.
+APT_PACKAGES := postgresql libpostgresql-jdbc-java openjdk-17-jre-headless iproute2
+
+.PHONY: help setup system-packages venv env jars up down status smoke demo test clean-state
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+setup: system-packages venv env jars  ## install everything (apt packages, venv, .env, Spark jars)
+
+system-packages:  ## apt-get the Debian packages that are missing (root or sudo)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  echo "installing: $$missing"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: .venv/.installed  ## the Python 3.11 venv with the pinned requirements
+
+.venv/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || python3.11 -m venv .venv || python3 -m venv .venv
+	test -x $(UV) || $(PY) -m pip install -q uv==$(UV_VERSION)
+	$(UV) pip install -q -p $(PY) -r requirements.txt
+	$(UV) pip install -q -p $(PY) --no-deps -e .
+	touch $@
+
+env: .env  ## .env from .env.example, with fresh random secrets
+
+.env:
+	$(PY) -m tickerlake.envfile .env
+
+jars: venv  ## the Spark jars, pinned and SHA-256-checked, into ./jars
+	$(PY) -m tickerlake.jars
+
+up: setup  ## start the local stack (127.0.0.1) and initialise it
+	$(PY) -m tickerlake.stack up
+	$(PY) -m minio_init
+
+down:  ## stop the local stack (by PID)
+	$(PY) -m tickerlake.stack down
+
+status:  ## health of each local service
+	$(PY) -m tickerlake.stack status
+
+smoke: up  ## run the lake_smoke DAG with `airflow dags test`
+	$(PY) -m tickerlake.airflow_local dags test lake_smoke 2026-01-02
+
+demo: setup  ## THE MAIN JOB: stack up, init, DAGs, summary
+	$(PY) -m tickerlake.demo
+
+test: setup  ## run the test suite (starts and stops its own private stack)
+	$(PY) -m pytest
+
+clean-state: down  ## delete the local stack's data (asks first)
+	@read -p "delete .state/ (all local lake data)? [y/N] " answer && [ "$$answer" = y ] && rm -rf .state
