@@ -1,0 +1,111 @@
+"""Yahoo Finance through yfinance: batched multi-ticker history with retries.
+
+`auto_adjust=False` on purpose: raw OHLC stays as traded, `adj_close` carries the split- and
+dividend-adjusted close, and `actions=True` keeps the dividends and splits columns, so nothing is
+lost and adjustment can be recomputed. Rate limits and transient network errors are retried with
+exponential backoff; a ticker with no data is an error that names it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from ingestion.sources.base import MarketDataSource, SourceError, SourceName, conform, empty_frame
+from tickerlake.schemas import BarInterval
+
+log = logging.getLogger(__name__)
+
+COLUMN_MAP = {"Open": "open", "High": "high", "Low": "low", "Close": "close", "Adj Close": "adj_close",
+              "Volume": "volume", "Dividends": "dividends", "Stock Splits": "stock_splits"}
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    try:
+        from yfinance.exceptions import YFRateLimitError
+
+        errors.append(YFRateLimitError)
+    except ImportError:  # older yfinance
+        pass
+    try:
+        import requests
+
+        errors += [requests.ConnectionError, requests.Timeout]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _yf_download(**kwargs: Any) -> pd.DataFrame:
+    import yfinance as yf
+
+    return yf.download(**kwargs)
+
+
+@dataclass
+class YahooFinanceSource(MarketDataSource):
+    batch_size: int = 50  # tickers per request
+    retries: int = 5
+    backoff_seconds: float = 2.0
+    download: Callable[..., pd.DataFrame] = _yf_download  # injectable: tests pass recorded frames
+    sleep: Callable[[float], None] = time.sleep
+    name: SourceName = field(default=SourceName.YFINANCE, init=False)
+
+    def bars(self, symbols: Sequence[str], start: date, end: date, interval: BarInterval) -> pd.DataFrame:
+        interval = BarInterval(interval)
+        frames = []
+        for i in range(0, len(symbols), self.batch_size):
+            batch = list(symbols[i:i + self.batch_size])
+            frames.append(self._batch(batch, start, end, interval))
+        frames = [f for f in frames if not f.empty]
+        return conform(pd.concat(frames, ignore_index=True)) if frames else empty_frame()
+
+    def _batch(self, symbols: list[str], start: date, end: date, interval: BarInterval) -> pd.DataFrame:
+        raw = self._with_retries(lambda: self.download(
+            tickers=symbols, start=start.isoformat(), end=end.isoformat(), interval=interval.value,
+            auto_adjust=False, actions=True, group_by="ticker", threads=True, progress=False,
+            multi_level_index=True, repair=False,
+        ), symbols)
+        if raw is None or raw.empty:
+            raise SourceError(f"yfinance: no data for {', '.join(symbols)} in {start}..{end} "
+                              "(unknown symbols, or no sessions in the range)")
+        frames = []
+        for symbol in symbols:
+            if symbol not in raw.columns.get_level_values(0):
+                raise SourceError(f"yfinance: no data for ticker {symbol!r} (unknown or delisted symbol?)")
+            part = raw[symbol].rename(columns=COLUMN_MAP)
+            part = part.dropna(how="all", subset=[c for c in ("open", "high", "low", "close") if c in part])
+            if part.empty:
+                raise SourceError(f"yfinance: no data for ticker {symbol!r} in {start}..{end} "
+                                  "(unknown or delisted symbol?)")
+            part = part.reset_index().rename(columns={"Date": "timestamp", "Datetime": "timestamp"})
+            part["symbol"] = symbol
+            frames.append(part)
+        out = pd.concat(frames, ignore_index=True)
+        # Daily bars come as naive exchange-local dates: stamp them at New York midnight, in UTC.
+        ts = pd.to_datetime(out["timestamp"])
+        if ts.dt.tz is None:
+            ts = ts.dt.tz_localize("America/New_York")
+        out["timestamp"] = ts.dt.tz_convert("UTC")
+        out["source"] = self.name.value
+        return out
+
+    def _with_retries(self, call: Callable[[], pd.DataFrame], symbols: list[str]) -> pd.DataFrame:
+        transient = _transient_errors()
+        for attempt in range(1, self.retries + 1):
+            try:
+                return call()
+            except transient as exc:
+                if attempt == self.retries:
+                    raise SourceError(f"yfinance: gave up on {', '.join(symbols)} after {attempt} "
+                                      f"attempts: {type(exc).__name__}: {exc}") from None
+                wait = self.backoff_seconds * 2 ** (attempt - 1)
+                log.warning("yfinance: %s (attempt %d/%d); retrying in %.0fs",
+                            type(exc).__name__, attempt, self.retries, wait)
+                self.sleep(wait)
+        raise AssertionError("unreachable")
