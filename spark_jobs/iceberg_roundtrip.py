@@ -23,7 +23,7 @@ ROWS = [(i, f"SYM{i % 5}", round(100 + i * 0.25, 2)) for i in range(100)]
 def run(spark) -> dict[str, object]:
     ensure_namespaces(spark)
     name = create_iceberg_table(spark, Namespace.PROCESSED, TABLE, "id BIGINT, symbol STRING, price DOUBLE")
-    merged = merge_into(spark.createDataFrame(ROWS, "id BIGINT, symbol STRING, price DOUBLE"), name, ["id"])
+    merged = merge_into(spark.createDataFrame(ROWS, "id BIGINT, symbol STRING, price DOUBLE"), name, ["id"]).upserted
     read = spark.table(name)
     count = read.count()
     checksum = read.selectExpr("sum(id * price) AS c").first()["c"]

@@ -72,8 +72,12 @@ def test_merge_updates_changed_rows_and_inserts_new_ones_only(spark, settings):
     name = create_iceberg_table(spark, Namespace.PROCESSED, "merge_probe", "id BIGINT, v STRING")
     spark.sql(f"DELETE FROM {name} WHERE true")
     schema = "id BIGINT, v STRING"
-    assert merge_into(spark.createDataFrame([(1, "a"), (2, "b"), (3, None)], schema), name, ["id"]) == 3
+    assert merge_into(spark.createDataFrame([(1, "a"), (2, "b"), (3, None)], schema), name, ["id"]).upserted == 3
     # 1 unchanged, 2 changed, 3 unchanged (NULL equals NULL), 4 new; 2 duplicated in the input.
     batch = spark.createDataFrame([(1, "a"), (2, "B"), (2, "B"), (3, None), (4, "d")], schema)
-    assert merge_into(batch, name, ["id"]) == 2
+    assert merge_into(batch, name, ["id"]).upserted == 2
     assert sorted(tuple(r) for r in spark.table(name).collect()) == [(1, "a"), (2, "B"), (3, None), (4, "d")]
+    # Scoped: the source owns ids >= 3 completely; 3 is gone from it, so it is deleted; 1-2 stay.
+    result = merge_into(spark.createDataFrame([(4, "d")], schema), name, ["id"], scope="id >= 3")
+    assert (result.upserted, result.deleted) == (0, 1)
+    assert sorted(tuple(r) for r in spark.table(name).collect()) == [(1, "a"), (2, "B"), (4, "d")]

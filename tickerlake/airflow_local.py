@@ -50,6 +50,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "PYTHONPATH": str(REPO_ROOT),
         "GX_ANALYTICS_ENABLED": "false",
         "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
     }
 
 

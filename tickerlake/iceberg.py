@@ -1,40 +1,64 @@
 """Idempotent writes to Iceberg tables from Spark."""
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+_views = itertools.count()
 
-def merge_into(source: "DataFrame", table: str, keys: Sequence[str]) -> int:
+
+@dataclass(frozen=True)
+class MergeResult:
+    upserted: int  # rows inserted or updated
+    deleted: int  # rows inside `scope` that the source no longer has
+
+    @property
+    def changed(self) -> int:
+        return self.upserted + self.deleted
+
+
+def merge_into(source: "DataFrame", table: str, keys: Sequence[str], scope: str | None = None) -> MergeResult:
     """MERGE `source` into `table` on `keys`, touching only rows that are new or changed.
 
     Rows identical to the table's (null-safe on every column) are dropped before the MERGE, and no
     commit happens when nothing is left: a rerun of the same input changes nothing, not even the
-    data files (copy-on-write MERGE would otherwise rewrite every file holding a matched key).
-    Returns the number of rows inserted or updated. `source` must have the table's columns.
+    data files (a copy-on-write MERGE would otherwise rewrite every file holding a matched key).
+
+    `scope` (a SQL predicate on the table, e.g. the interval being recomputed) says which rows the
+    source owns completely: rows in scope whose key the source lacks are deleted, so a rerun
+    after a row turned out bad leaves no stale copy. `source` must have the table's columns.
     """
     spark = source.sparkSession
     target = spark.table(table)
     columns = target.columns
     source = source.select(*columns).dropDuplicates(list(keys))
-    unchanged = " AND ".join(f"s.`{c}` <=> t.`{c}`" for c in columns)
-    changed = (source.alias("s")
-               .join(target.alias("t"), on=[source[k] == target[k] for k in keys], how="left")
-               .where(f"NOT ({unchanged})")
-               .select("s.*"))
-    changed = changed.cache()
-    try:
-        count = changed.count()
-        if count == 0:
-            return 0
-        view = f"tickerlake_merge_{abs(hash((table, id(changed))))}"
-        changed.createOrReplaceTempView(view)
-        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-        spark.sql(f"MERGE INTO {table} t USING {view} s ON {on} "
-                  "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
-        spark.catalog.dropTempView(view)
-        return count
-    finally:
-        changed.unpersist()
+    same = " AND ".join(f"s.`{c}` <=> t.`{c}`" for c in columns)
+    on_keys = [source[k] == target[k] for k in keys]
+    changed = (source.alias("s").join(target.alias("t"), on=on_keys, how="left")
+               .where(f"NOT ({same})").select("s.*"))
+    upserted = _merge(changed, table, keys, "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
+    deleted = 0
+    if scope:
+        in_scope = spark.table(table).where(scope)
+        stale = in_scope.join(source.select(*keys), on=list(keys), how="left_anti").select(*keys)
+        deleted = _merge(stale, table, keys, "WHEN MATCHED THEN DELETE")
+    return MergeResult(upserted, deleted)
+
+
+def _merge(rows: "DataFrame", table: str, keys: Sequence[str], actions: str) -> int:
+    # Materialise first: MERGE needs a deterministic source, and a plan that runs a Python UDF
+    # (applyInPandas) is not; a checkpoint also stops the source being computed twice.
+    rows = rows.localCheckpoint(eager=True)
+    count = rows.count()
+    if count == 0:
+        return 0
+    view = f"tickerlake_merge_{next(_views)}"
+    rows.createOrReplaceTempView(view)
+    on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+    rows.sparkSession.sql(f"MERGE INTO {table} t USING {view} s ON {on} {actions}")
+    rows.sparkSession.catalog.dropTempView(view)
+    return count

@@ -51,3 +51,63 @@ class Namespace(str, Enum):
 
 
 ICEBERG_DIR = "iceberg"  # the prefix inside a bucket under which Iceberg tables live
+
+
+# --- Object layout in the buckets (keys, not URIs) -------------------------------------------
+# raw:       ohlcv/interval=1d/source=synthetic/symbol=AAPL/date=2026-01-02/bars.csv
+# processed: bars/interval=1d/date=2026-01-02/part-*.parquet          (indicators + anomalies)
+#            quarantine/ohlcv/interval=1d/date=2026-01-02/part-*.parquet (rows with a reason)
+#            quality/bars/interval=1d/start=2026-01-02_end=2026-01-03.json (the gate's result)
+RAW_OHLCV_PREFIX = "ohlcv"
+PROCESSED_BARS_PREFIX = "bars"
+QUARANTINE_OHLCV_PREFIX = "quarantine/ohlcv"
+QUALITY_BARS_PREFIX = "quality/bars"
+
+
+def raw_ohlcv_source_prefix(interval: str, source: str) -> str:
+    return f"{RAW_OHLCV_PREFIX}/interval={interval}/source={source}/"
+
+
+def raw_ohlcv_key(interval: str, source: str, symbol: str, day: str) -> str:
+    """One object per (source, symbol, session date): a rerun overwrites exactly these objects."""
+    return f"{raw_ohlcv_source_prefix(interval, source)}symbol={symbol}/date={day}/bars.csv"
+
+
+def processed_bars_prefix(interval: str) -> str:
+    return f"{PROCESSED_BARS_PREFIX}/interval={interval}/"
+
+
+def quarantine_prefix(interval: str) -> str:
+    return f"{QUARANTINE_OHLCV_PREFIX}/interval={interval}/"
+
+
+def quality_key(interval: str, start: str, end: str) -> str:
+    return f"{QUALITY_BARS_PREFIX}/interval={interval}/start={start}_end={end}.json"
+
+
+class Table(str, Enum):
+    """Iceberg tables (namespace.table)."""
+
+    BARS_1D = "processed.bars_1d"
+    BARS_1M = "processed.bars_1m"
+    ANOMALIES = "processed.anomalies"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def namespace(self) -> Namespace:
+        return Namespace(self.value.split(".")[0])
+
+    @property
+    def table(self) -> str:
+        return self.value.split(".")[1]
+
+    @classmethod
+    def bars(cls, interval: str) -> "Table":
+        return {"1d": cls.BARS_1D, "1m": cls.BARS_1M}[str(interval)]
+
+
+# Airflow Asset URIs (the lake's datasets as the scheduler sees them).
+RAW_OHLCV_ASSET_URI = f"s3://{Bucket.RAW.value}/{RAW_OHLCV_PREFIX}"
+PROCESSED_BARS_ASSET_URI = f"s3://{Bucket.PROCESSED.value}/{PROCESSED_BARS_PREFIX}"

@@ -7,6 +7,7 @@ and pyiceberg (`iceberg_catalog()`) share the same tables. Jobs import this modu
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from tickerlake.jars import KAFKA_CONNECTOR, jar_paths
@@ -72,6 +73,8 @@ def build_spark_session(app_name: str, settings: Settings | None = None,
     if settings.spark.master.startswith("local"):
         # The Spark UI and block manager bind to SPARK_LOCAL_IP; without it they take 0.0.0.0.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Python workers run this interpreter (the venv's), not whatever `python3` is on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name).master(settings.spark.master)
     for key, value in {**spark_conf(settings), **(extra_conf or {})}.items():
         if value != "":

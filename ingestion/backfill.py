@@ -1,0 +1,60 @@
+"""Backfill historical bars into the raw bucket as CSV, one object per (source, symbol, date).
+
+Keys come from the session date of each bar (never the wall clock), so a rerun of the same
+interval writes byte-identical objects to the same keys.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Sequence
+
+import pandas as pd
+
+from ingestion.sources.base import MarketDataSource
+from tickerlake.names import Bucket, raw_ohlcv_key
+from tickerlake.schemas import OHLCV_COLUMNS, BarInterval
+
+EXCHANGE_TZ = "America/New_York"
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    objects: int
+    rows: int
+    keys: tuple[str, ...]
+
+
+def to_csv_bytes(frame: pd.DataFrame) -> bytes:
+    """Deterministic CSV: schema column order, ISO-8601 timestamps with offset, round-trip floats."""
+    out = frame.reindex(columns=OHLCV_COLUMNS).copy()
+    out["timestamp"] = [t.isoformat() if isinstance(t, pd.Timestamp) and not pd.isna(t) else ""
+                        for t in out["timestamp"]]
+    return out.to_csv(index=False, lineterminator="\n").encode()
+
+
+def session_dates(frame: pd.DataFrame) -> pd.Series:
+    return pd.to_datetime(frame["timestamp"], utc=True).dt.tz_convert(EXCHANGE_TZ).dt.date
+
+
+def backfill(source: MarketDataSource, symbols: Sequence[str], start: date, end: date,
+             interval: BarInterval, s3, *, extra_rows: pd.DataFrame | None = None) -> BackfillResult:
+    """Write [start, end) of `symbols` to the raw bucket. `extra_rows` (tests, demos) are appended
+    to the file of their (symbol, date), e.g. the synthetic source's bad rows."""
+    frame = source.bars(symbols, start, end, interval)
+    if extra_rows is not None and not extra_rows.empty:
+        frame = pd.concat([frame.astype(object), extra_rows.reindex(columns=OHLCV_COLUMNS).astype(object)],
+                          ignore_index=True)
+    keys = []
+    if frame.empty:
+        return BackfillResult(0, 0, ())
+    # A bad row may lack its symbol or timestamp: it goes with the file it was appended for.
+    symbol = frame["symbol"].ffill() if frame["symbol"].isna().any() else frame["symbol"]
+    days = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce").dt.tz_convert(EXCHANGE_TZ).dt.date
+    days = days.ffill()
+    for (sym, day), part in frame.groupby([symbol, days], sort=True):
+        key = raw_ohlcv_key(BarInterval(interval).value, source.name.value, str(sym), day.isoformat())
+        s3.put_object(Bucket=Bucket.RAW.value, Key=key, Body=to_csv_bytes(part),
+                      ContentType="text/csv")
+        keys.append(key)
+    return BackfillResult(len(keys), len(frame), tuple(keys))

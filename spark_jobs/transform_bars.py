@@ -1,0 +1,253 @@
+"""Clean raw OHLCV bars and compute indicators and anomalies into the processed layer.
+
+    spark-submit spark_jobs/transform_bars.py --start 2026-01-02 --end 2026-01-03 --interval 1d \
+        --source synthetic
+
+For the sessions in [start, end):
+
+1. reads the raw CSV objects (every column as text, so nothing is silently NULLed);
+2. enforces the schema; rows with a null key, an unparsable value, a negative price or volume,
+   or high < low (or open/close outside [low, high]) go to `processed/quarantine/...` with the
+   reason, and nowhere else;
+3. deduplicates on (symbol, timestamp);
+4. prepends each symbol's last `--lookback-bars` processed bars before `start` (from Iceberg), so
+   the recursive indicators continue where the previous interval ended;
+5. computes the indicators per symbol in time order (spark_jobs/indicators.py, TA-Lib's rules);
+6. writes Parquet partitioned by date to `processed/bars/interval=.../` (the interval's dates are
+   replaced) and MERGEs into the Iceberg tables `processed.bars_<interval>` and
+   `processed.anomalies` (scoped to the interval): a rerun changes nothing.
+
+Prints one JSON line with the counts (the transform DAG logs it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date, timedelta
+
+from tickerlake.errors import TickerlakeError, one_line_errors
+from tickerlake.iceberg import merge_into
+from tickerlake.names import (Bucket, Namespace, Table, processed_bars_prefix, quarantine_prefix,
+                              raw_ohlcv_source_prefix)
+from tickerlake.schemas import INDICATOR_COLUMNS, OHLCV_COLUMNS, OHLCV_RAW_DDL, BarInterval
+from tickerlake.settings import get_settings
+
+EXCHANGE_TZ = "America/New_York"
+PRICES = ("open", "high", "low", "close", "adj_close")
+NUMBERS = (*PRICES, "volume", "dividends", "stock_splits")
+# Enough bars that EMA/RSI/ATR seeds older than the lookback weigh less than 1e-15.
+DEFAULT_LOOKBACK_BARS = 600
+
+BARS_COLUMNS = [*OHLCV_COLUMNS, "date", *INDICATOR_COLUMNS]
+BARS_DDL = (
+    "symbol STRING, timestamp TIMESTAMP, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, "
+    "adj_close DOUBLE, volume BIGINT, dividends DOUBLE, stock_splits DOUBLE, source STRING, date DATE, "
+    + ", ".join(f"{c} BOOLEAN" if c.startswith("is_") else f"{c} DOUBLE" for c in INDICATOR_COLUMNS)
+)
+ANOMALIES_DDL = ("symbol STRING, timestamp TIMESTAMP, `interval` STRING, kind STRING, date DATE, "
+                 "close DOUBLE, return_simple DOUBLE, return_zscore DOUBLE, volume BIGINT, volume_ratio DOUBLE")
+
+
+class TransformError(TickerlakeError):
+    pass
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="transform_bars")
+    parser.add_argument("--start", type=date.fromisoformat, required=True)
+    parser.add_argument("--end", type=date.fromisoformat, required=True)
+    parser.add_argument("--interval", type=BarInterval, choices=list(BarInterval), default=BarInterval.DAILY)
+    parser.add_argument("--source", default="synthetic")
+    parser.add_argument("--lookback-bars", type=int, default=DEFAULT_LOOKBACK_BARS)
+    args = parser.parse_args(argv)
+    if args.end <= args.start:
+        parser.error(f"--end {args.end} must be after --start {args.start}")
+    return args
+
+
+def raw_paths(s3, interval: str, source: str, start: date, end: date) -> list[str]:
+    """The raw objects of the interval's session dates (listing by prefix, filtering on date=)."""
+    prefix = raw_ohlcv_source_prefix(interval, source)
+    first, last = start.isoformat(), (end - timedelta(days=1)).isoformat()
+    paths = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=Bucket.RAW.value, Prefix=prefix):
+        for item in page.get("Contents", []):
+            day = item["Key"].split("/date=")[-1].split("/")[0]
+            if first <= day <= last:
+                paths.append(Bucket.RAW.s3a(item["Key"]))
+    return sorted(paths)
+
+
+def validate(raw):
+    """Typed columns plus `reason` (NULL for a valid row); the first failing rule names it."""
+    from pyspark.sql import functions as F
+
+    typed = raw.withColumn("ts", F.to_timestamp("timestamp"))
+    for column in NUMBERS:
+        target = "bigint" if column == "volume" else "double"
+        # volume "1e3" or "1000.0" is fine; "abc" is not
+        typed = typed.withColumn(f"_{column}", F.col(column).cast("double").cast(target))
+    rules = [
+        (F.col("symbol").isNull() | (F.trim("symbol") == ""), F.lit("null symbol")),
+        (F.col("timestamp").isNull() | (F.trim("timestamp") == ""), F.lit("null timestamp")),
+        (F.col("ts").isNull(), F.concat(F.lit("unparsable timestamp: "), F.col("timestamp"))),
+    ]
+    for column in NUMBERS:
+        required = column in ("open", "high", "low", "close", "volume")
+        missing = F.col(column).isNull() | (F.trim(column) == "")
+        if required:
+            rules.append((missing, F.lit(f"null {column}")))
+        rules.append((~missing & F.col(f"_{column}").isNull(), F.lit(f"unparsable {column}")))
+    rules += [
+        (F.least(*[F.col(f"_{c}") for c in ("open", "high", "low", "close")]) < 0, F.lit("negative price")),
+        (F.col("_volume") < 0, F.lit("negative volume")),
+        (F.col("_high") < F.col("_low"), F.lit("high < low")),
+        ((F.greatest("_open", "_close") > F.col("_high")) | (F.least("_open", "_close") < F.col("_low")),
+         F.lit("open/close outside [low, high]")),
+    ]
+    reason = F.lit(None).cast("string")
+    for condition, text in reversed(rules):
+        reason = F.when(condition, text).otherwise(reason)
+    return typed.withColumn("reason", reason)
+
+
+def session_date(column):
+    from pyspark.sql import functions as F
+
+    return F.to_date(F.from_utc_timestamp(column, EXCHANGE_TZ))
+
+
+def ensure_tables(spark, catalog: str, interval: str) -> tuple[str, str]:
+    from tickerlake.spark import create_iceberg_table, ensure_namespaces
+
+    ensure_namespaces(spark)
+    bars = Table.bars(interval)
+    bars_name = create_iceberg_table(spark, bars.namespace, bars.table, BARS_DDL,
+                                     partitioned_by="date")
+    anomalies_name = create_iceberg_table(spark, Table.ANOMALIES.namespace, Table.ANOMALIES.table,
+                                          ANOMALIES_DDL, partitioned_by="`interval`, date")
+    return bars_name, anomalies_name
+
+
+def replace_partitions(frame, bucket: Bucket, prefix: str, days: list[date], s3) -> None:
+    """Replace the Parquet of exactly these dates: delete their objects, then append. A crash in
+    between leaves a gap that the rerun fills; nothing is ever doubled."""
+    for day in days:
+        day_prefix = f"{prefix}date={day.isoformat()}/"
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket.value, Prefix=day_prefix):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=bucket.value, Delete={"Objects": keys, "Quiet": True})
+    if frame is not None:
+        frame.write.mode("append").partitionBy("date").parquet(bucket.s3a(prefix))
+
+
+def run(spark, args: argparse.Namespace, settings=None) -> dict:
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from spark_jobs import indicators
+    from tickerlake.clients import s3_client
+
+    settings = settings or get_settings()
+    interval = BarInterval(args.interval).value
+    s3 = s3_client(settings.s3)
+    bars_table, anomalies_table = ensure_tables(spark, settings.iceberg.catalog, interval)
+    days = [args.start + timedelta(days=i) for i in range((args.end - args.start).days)]
+    in_interval = (F.col("date") >= F.lit(args.start)) & (F.col("date") < F.lit(args.end))
+
+    paths = raw_paths(s3, interval, args.source, args.start, args.end)
+    if not paths:
+        raise TransformError(f"no raw objects for source={args.source} interval={interval} "
+                             f"in {args.start}..{args.end} (run the backfill first)")
+    raw = (spark.read.schema(OHLCV_RAW_DDL).option("header", True).option("mode", "PERMISSIVE")
+           .csv(paths).withColumn("source_file", F.input_file_name()))
+    checked = validate(raw).withColumn("date", session_date("ts")).cache()
+
+    # Quarantine: every raw column as text, the reason and the file it came from. A row whose
+    # timestamp is unusable is filed under the date of its object.
+    file_date = F.to_date(F.regexp_extract("source_file", r"date=(\d{4}-\d{2}-\d{2})", 1))
+    bad = (checked.where(F.col("reason").isNotNull())
+           .select(*OHLCV_COLUMNS, "reason", "source_file",
+                   F.coalesce("date", file_date).alias("date"))
+           .withColumn("quarantined_for", F.lit(f"{args.start}..{args.end}")))
+    bad_count = bad.count()
+    replace_partitions(bad if bad_count else None, Bucket.PROCESSED, quarantine_prefix(interval), days, s3)
+
+    good = checked.where(F.col("reason").isNull()).where(in_interval).select(
+        F.col("symbol"), F.col("ts").alias("timestamp"),
+        *[F.col(f"_{c}").alias(c) for c in NUMBERS], F.col("source"), F.col("date"),
+        F.col("source_file"))
+    # Duplicates (a symbol's bar twice): keep one, deterministically (the latest file name wins).
+    newest_first = Window.partitionBy("symbol", "timestamp").orderBy(F.col("source_file").desc(),
+                                                                     *[F.col(c) for c in NUMBERS])
+    fresh = (good.withColumn("_n", F.row_number().over(newest_first)).where("_n = 1")
+             .select(*OHLCV_COLUMNS, "date"))
+    fresh_count = fresh.count()
+    duplicates = good.count() - fresh_count
+
+    # Lookback: each symbol's last bars before the interval, from the processed table.
+    history = (spark.table(bars_table).where(F.col("date") < F.lit(args.start))
+               .join(fresh.select("symbol").distinct(), "symbol")
+               .select(*OHLCV_COLUMNS, "date")
+               .withColumn("_r", F.row_number().over(Window.partitionBy("symbol")
+                                                     .orderBy(F.col("timestamp").desc())))
+               .where(F.col("_r") <= args.lookback_bars).drop("_r"))
+    series = fresh.unionByName(history)
+
+    def compute(pdf):
+        out = indicators.compute(pdf, interval)
+        return out[BARS_COLUMNS]
+
+    computed = series.groupBy("symbol").applyInPandas(compute, schema=BARS_DDL)
+    result = computed.where(in_interval).cache()
+    rows = result.count()
+
+    replace_partitions(result, Bucket.PROCESSED, processed_bars_prefix(interval), days, s3)
+    bars_merge = merge_into(result, bars_table, ["symbol", "timestamp"], scope=_scope(args))
+
+    anomalies = (result.where("is_return_anomaly OR is_volume_spike")
+                 .withColumn("kind", F.explode(F.filter(F.array(
+                     F.when(F.col("is_return_anomaly"), F.lit("return_zscore")),
+                     F.when(F.col("is_volume_spike"), F.lit("volume_spike"))), lambda k: k.isNotNull())))
+                 .withColumn("interval", F.lit(interval))
+                 .select("symbol", "timestamp", "interval", "kind", "date", "close", "return_simple",
+                         "return_zscore", "volume", "volume_ratio"))
+    anomalies_merge = merge_into(anomalies, anomalies_table, ["symbol", "timestamp", "interval", "kind"],
+                                 scope=f"`interval` = '{interval}' AND {_scope(args)}")
+    summary = {
+        "interval": interval, "source": args.source, "start": args.start.isoformat(),
+        "end": args.end.isoformat(), "raw_files": len(paths), "rows": rows,
+        "quarantined": bad_count, "duplicates_dropped": duplicates,
+        "anomalies": anomalies.count(), "iceberg_upserted": bars_merge.upserted,
+        "iceberg_deleted": bars_merge.deleted, "anomalies_upserted": anomalies_merge.upserted,
+        "bars_table": bars_table, "anomalies_table": anomalies_table,
+        "parquet": Bucket.PROCESSED.s3a(processed_bars_prefix(interval)),
+        "quarantine": Bucket.PROCESSED.s3a(quarantine_prefix(interval)),
+    }
+    checked.unpersist()
+    result.unpersist()
+    return summary
+
+
+def _scope(args) -> str:
+    return f"date >= DATE'{args.start.isoformat()}' AND date < DATE'{args.end.isoformat()}'"
+
+
+@one_line_errors
+def main(argv: list[str] | None = None) -> int:
+    from tickerlake.spark import build_spark_session
+
+    args = parse_args(argv)
+    spark = build_spark_session(f"tickerlake-transform-{args.interval}")
+    try:
+        summary = run(spark, args)
+    finally:
+        spark.stop()
+    print("TRANSFORM_SUMMARY " + json.dumps(summary, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
