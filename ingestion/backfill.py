@@ -58,3 +58,63 @@ def backfill(source: MarketDataSource, symbols: Sequence[str], start: date, end:
                       ContentType="text/csv")
         keys.append(key)
     return BackfillResult(len(keys), len(frame), tuple(keys))
+
+
+# --- What the backfill DAG wires together ------------------------------------------------------
+
+DEFAULT_SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL")
+
+
+@dataclass(frozen=True)
+class BackfillJob:
+    """One mapped task's work: a batch of symbols over [start, end)."""
+
+    source: str
+    interval: str
+    symbols: tuple[str, ...]
+    start: str  # ISO dates: JSON-able for XCom
+    end: str
+    inject_bad_rows: bool = False
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "interval": self.interval, "symbols": list(self.symbols),
+                "start": self.start, "end": self.end, "inject_bad_rows": self.inject_bad_rows}
+
+
+def plan_jobs(source: str, interval: str, symbols: Sequence[str], start: date, end: date,
+              batch_size: int, inject_bad_rows: bool = False) -> list[dict]:
+    """Split the symbols into batches (one mapped task each), for the range [start, end)."""
+    from ingestion.sources.base import SourceName
+
+    SourceName(source)  # a clear error for an unknown source, before any task is mapped
+    BarInterval(interval)
+    if end <= start:
+        raise ValueError(f"backfill range is empty: start {start} >= end {end}")
+    unique = list(dict.fromkeys(s.strip().upper() for s in symbols if s.strip()))
+    if not unique:
+        raise ValueError("no symbols to backfill")
+    batches = [tuple(unique[i:i + batch_size]) for i in range(0, len(unique), batch_size)]
+    return [BackfillJob(source, interval, batch, start.isoformat(), end.isoformat(),
+                        inject_bad_rows and i == 0).to_dict() for i, batch in enumerate(batches)]
+
+
+def run_job(job: dict, source_options: dict | None = None) -> dict:
+    """Run one batch against the configured S3 store; returns counts for the task log/XCom."""
+    from ingestion.sources.base import source_for
+    from tickerlake.clients import s3_client
+    from tickerlake.settings import get_settings
+
+    source = source_for(job["source"], **(source_options or {}))
+    start, end = date.fromisoformat(job["start"]), date.fromisoformat(job["end"])
+    extra = None
+    if job.get("inject_bad_rows"):
+        from ingestion.sources.synthetic import SyntheticMarket, sessions
+
+        days = sessions(start, end)
+        if not isinstance(source, SyntheticMarket):
+            raise ValueError("inject_bad_rows needs the synthetic source")
+        if len(days):
+            extra = source.bad_rows(job["symbols"][0], days[0].date(), BarInterval(job["interval"]))
+    result = backfill(source, job["symbols"], start, end, BarInterval(job["interval"]),
+                      s3_client(get_settings().s3), extra_rows=extra)
+    return {"objects": result.objects, "rows": result.rows, "symbols": job["symbols"]}

@@ -79,3 +79,18 @@ def pg_connect(pg: PostgresSettings, *, as_analyst: bool = False, dbname: str | 
     if dbname is not None:
         dsn = dsn.replace(f"dbname={pg.database}", f"dbname={dbname}")
     return psycopg.connect(dsn, autocommit=autocommit)
+
+
+def arrow_s3_filesystem(s3: S3Settings):
+    """pyarrow's S3 filesystem on the same endpoint (path-style, as every client here)."""
+    from pyarrow import fs
+
+    scheme, _, host = s3.endpoint_url.partition("://")
+    return fs.S3FileSystem(
+        access_key=s3.access_key_id,
+        secret_key=s3.secret_access_key.get_secret_value(),
+        endpoint_override=host,
+        scheme=scheme,
+        region=s3.region,
+        force_virtual_addressing=False,
+    )

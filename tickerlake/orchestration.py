@@ -29,29 +29,32 @@ def spark_application(module: str) -> str:
     return str(REPO_ROOT / "spark_jobs" / f"{module}.py")
 
 
-def spark_submit(task_id: str, module: str, application_args: list[str] | None = None, **kwargs: Any):
-    """A SparkSubmitOperator for a job in spark_jobs/, with the lake's jars and driver memory.
+def spark_submit_options(module: str) -> dict[str, Any]:
+    """SparkSubmitOperator arguments for a job in spark_jobs/: the lake's jars, driver memory.
 
     The master comes from the `spark_default` connection (local[2] locally, the Spark master in
     compose); S3 and catalog credentials reach the job through its environment, never through
     the operator's (rendered, visible) arguments.
     """
-    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-
     spark = SparkSettings()
     jars = ",".join(str(spark.jars_dir / jar.name) for jar in ALL_JARS
                     if (spark.jars_dir / jar.name).exists())
-    return SparkSubmitOperator(
-        task_id=task_id,
-        application=spark_application(module),
-        application_args=application_args or [],
-        conn_id="spark_default",
-        name=f"tickerlake-{module}",
-        jars=jars or None,
-        driver_memory=spark.driver_memory,
-        conf={"spark.ui.showConsoleProgress": "false"},
-        **kwargs,
-    )
+    return {
+        "application": spark_application(module),
+        "conn_id": "spark_default",
+        "name": f"tickerlake-{module}",
+        "jars": jars or None,
+        "driver_memory": spark.driver_memory,
+        "conf": {"spark.ui.showConsoleProgress": "false"},
+    }
+
+
+def spark_submit(task_id: str, module: str, application_args: list[str] | None = None, **kwargs: Any):
+    """A SparkSubmitOperator running spark_jobs/<module>.py (see `spark_submit_options`)."""
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    return SparkSubmitOperator(task_id=task_id, application_args=application_args or [],
+                               **spark_submit_options(module), **kwargs)
 
 
 def check_stack() -> dict[str, str]:
@@ -71,3 +74,43 @@ def check_stack() -> dict[str, str]:
     if problems:
         raise RuntimeError("stack not healthy: " + "; ".join(problems))
     return report
+
+
+def interval_from_context(params: dict, data_interval_start, data_interval_end) -> tuple["date", "date"]:
+    """The [start, end) session dates a run covers: its data interval, unless the run's params
+    name `start`/`end` explicitly (a manual backfill of a range)."""
+    from datetime import date
+
+    start = params.get("start") or data_interval_start.date().isoformat()
+    end = params.get("end") or data_interval_end.date().isoformat()
+    start_d, end_d = date.fromisoformat(str(start)), date.fromisoformat(str(end))
+    if end_d <= start_d:  # a manual run of a cron timetable can have start == end
+        end_d = start_d.fromordinal(start_d.toordinal() + 1)
+    return start_d, end_d
+
+
+def jobs_from_asset_events(events: dict, params: dict) -> list[dict]:
+    """Transform jobs from the backfill's asset events (one per source/interval, ranges merged),
+    or from params for a manual run."""
+    merged: dict[tuple[str, str], dict] = {}
+    for asset_events in (events or {}).values():
+        for event in asset_events:
+            extra = dict(event.extra or {})
+            if not {"source", "interval", "start", "end"} <= extra.keys():
+                continue
+            key = (extra["source"], extra["interval"])
+            job = merged.setdefault(key, {"source": key[0], "interval": key[1],
+                                          "start": extra["start"], "end": extra["end"]})
+            job["start"] = min(job["start"], extra["start"])
+            job["end"] = max(job["end"], extra["end"])
+    if merged:
+        return list(merged.values())
+    if not (params.get("start") and params.get("end")):
+        raise ValueError("no triggering asset event and no start/end params: nothing to transform")
+    return [{"source": params["source"], "interval": params["interval"], "start": params["start"],
+             "end": params["end"]}]
+
+
+def transform_args(job: dict) -> list[str]:
+    return ["--start", job["start"], "--end", job["end"], "--interval", job["interval"],
+            "--source", job["source"]]

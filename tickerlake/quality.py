@@ -1,0 +1,153 @@
+"""The data-quality gate on processed bars, with great-expectations.
+
+`validate_interval` reads the processed Parquet of [start, end), runs the suite, stores the result
+as JSON in the lake next to the data (`processed/quality/...`) and returns it. `run_gate` raises
+`QualityGateFailed` naming the failed expectations, so the Airflow task fails (no provider that
+only logs). Freshness is measured against the exchange calendar: a weekend or holiday interval
+expects no rows and passes.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pandas as pd
+
+from tickerlake.errors import TickerlakeError
+from tickerlake.names import Bucket, processed_bars_prefix, quality_key
+from tickerlake.schemas import INDICATOR_COLUMNS, OHLCV_COLUMNS
+from tickerlake.settings import Settings, get_settings
+
+CALENDAR = "XNYS"
+SUITE_NAME = "processed_bars"
+
+
+class QualityGateFailed(TickerlakeError):
+    pass
+
+
+@dataclass(frozen=True)
+class GateResult:
+    success: bool
+    rows: int
+    failed: tuple[str, ...]
+    result_key: str
+    details: dict[str, Any]
+
+
+def expected_sessions(start: date, end: date) -> list[date]:
+    import exchange_calendars as xcals
+
+    calendar = xcals.get_calendar(CALENDAR)
+    last = pd.Timestamp(end) - pd.Timedelta(days=1)
+    if pd.Timestamp(start) > last:
+        return []
+    return [d.date() for d in calendar.sessions_in_range(pd.Timestamp(start), last)]
+
+
+def build_suite(sessions: list[date]):
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    suite = gx.ExpectationSuite(name=SUITE_NAME)
+    add = suite.add_expectation
+    add(gxe.ExpectTableColumnsToMatchSet(column_set=[*OHLCV_COLUMNS, "date", *INDICATOR_COLUMNS],
+                                         exact_match=True))
+    for column in ("symbol", "timestamp", "date", "open", "high", "low", "close", "volume", "source"):
+        add(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    add(gxe.ExpectCompoundColumnsToBeUnique(column_list=["symbol", "timestamp"]))
+    for a, b in (("high", "low"), ("high", "open"), ("high", "close"), ("open", "low"), ("close", "low")):
+        add(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=a, column_B=b, or_equal=True,
+                                                        ignore_row_if="either_value_is_missing"))
+    for column in ("open", "high", "low", "close"):
+        add(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True))
+    add(gxe.ExpectColumnValuesToBeBetween(column="volume", min_value=0))
+    add(gxe.ExpectColumnValuesToBeBetween(column="rsi_14", min_value=0, max_value=100))
+    add(gxe.ExpectColumnValuesToBeBetween(column="atr_14", min_value=0))
+    # Freshness against the exchange calendar: every session of the interval is there, and
+    # nothing is dated on a day the exchange was closed.
+    days = [d.isoformat() for d in sessions]
+    add(gxe.ExpectColumnValuesToBeInSet(column="date_text", value_set=days or ["<no session>"]))
+    if days:
+        add(gxe.ExpectColumnDistinctValuesToContainSet(column="date_text", value_set=days))
+        add(gxe.ExpectTableRowCountToBeBetween(min_value=1))
+    return suite
+
+
+def validate_frame(frame: pd.DataFrame, sessions: list[date]) -> dict[str, Any]:
+    """Run the suite on a frame of processed bars; returns GX's result as a JSON-able dict."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    frame = frame.copy()
+    frame["date_text"] = pd.to_datetime(frame["date"]).dt.date.astype(str) if len(frame) else []
+    context = gx.get_context(mode="ephemeral")  # must exist before a suite is built
+    suite = build_suite(sessions)
+    asset = context.data_sources.add_pandas("processed").add_dataframe_asset("bars")
+    batch = asset.add_batch_definition_whole_dataframe("interval").get_batch(
+        batch_parameters={"dataframe": frame})
+    result = batch.validate(suite)
+    payload = result.to_json_dict()
+    # date_text is a helper column for the calendar checks, not part of the data's schema
+    for item in payload["results"]:
+        config = item["expectation_config"]
+        if config["type"] == "expect_table_columns_to_match_set":
+            observed = [c for c in item["result"].get("observed_value", []) if c != "date_text"]
+            item["result"]["observed_value"] = observed
+            item["success"] = set(observed) == set(config["kwargs"]["column_set"])
+    payload["success"] = all(item["success"] for item in payload["results"])
+    return payload
+
+
+def failed_expectations(payload: dict[str, Any]) -> tuple[str, ...]:
+    failed = []
+    for item in payload["results"]:
+        if not item["success"]:
+            kwargs = item["expectation_config"]["kwargs"]
+            target = kwargs.get("column") or kwargs.get("column_list") or \
+                (f"{kwargs['column_A']}>={kwargs['column_B']}" if "column_A" in kwargs else "table")
+            failed.append(f"{item['expectation_config']['type']}({target})")
+    return tuple(failed)
+
+
+def read_processed(settings: Settings, interval: str, start: date, end: date) -> pd.DataFrame:
+    """The processed Parquet of [start, end) (all date partitions in range)."""
+    import pyarrow.dataset as ds
+
+    from tickerlake.clients import arrow_s3_filesystem
+
+    fs = arrow_s3_filesystem(settings.s3)
+    base = f"{Bucket.PROCESSED.value}/{processed_bars_prefix(interval)}".rstrip("/")
+    try:
+        dataset = ds.dataset(base, filesystem=fs, format="parquet", partitioning="hive")
+    except FileNotFoundError:
+        return pd.DataFrame(columns=[*OHLCV_COLUMNS, "date", *INDICATOR_COLUMNS])
+    # Hive partition values are read as text; ISO dates compare correctly as text.
+    table = dataset.to_table(filter=(ds.field("date") >= start.isoformat())
+                             & (ds.field("date") < end.isoformat()))
+    frame = table.to_pandas()
+    frame["date"] = pd.to_datetime(frame["date"]).dt.date
+    return frame
+
+
+def run_gate(interval: str, start: date, end: date, settings: Settings | None = None) -> GateResult:
+    from tickerlake.clients import s3_client
+
+    settings = settings or get_settings()
+    frame = read_processed(settings, interval, start, end)
+    payload = validate_frame(frame, expected_sessions(start, end))
+    key = quality_key(interval, start.isoformat(), end.isoformat())
+    s3_client(settings.s3).put_object(Bucket=Bucket.PROCESSED.value, Key=key,
+                                      Body=json.dumps(payload, indent=2, default=str).encode(),
+                                      ContentType="application/json")
+    failed = failed_expectations(payload)
+    result = GateResult(payload["success"], len(frame), failed, key, payload)
+    if not result.success:
+        raise QualityGateFailed(
+            f"quality gate failed for {interval} bars {start}..{end}: {', '.join(failed)} "
+            f"(result: s3://{Bucket.PROCESSED.value}/{key})")
+    return result
