@@ -137,7 +137,10 @@ def compute(bars: pd.DataFrame, interval: str) -> pd.DataFrame:
 
     typical = (high + low + close) / 3.0
     if interval == "1m":
-        session = df["timestamp"].dt.tz_convert("America/New_York").dt.date
+        stamps = pd.to_datetime(df["timestamp"])
+        if stamps.dt.tz is None:  # Spark's applyInPandas hands over naive UTC (session time zone)
+            stamps = stamps.dt.tz_localize("UTC")
+        session = stamps.dt.tz_convert("America/New_York").dt.date
         pv = pd.Series(typical * volume).groupby(session).cumsum()
         vol = pd.Series(volume).groupby(session).cumsum()
         df["vwap"] = (pv / vol).to_numpy()

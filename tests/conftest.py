@@ -118,7 +118,7 @@ def spark(stack, settings):
     session.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def s3(stack, settings):
     from tickerlake.clients import s3_client
 

@@ -1,0 +1,192 @@
+"""The batch lane on the real stack: backfill -> Spark transform -> Parquet + Iceberg -> gate."""
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+import talib
+
+from ingestion.backfill import backfill
+from ingestion.sources.synthetic import BAD_ROW_KINDS, SyntheticMarket
+from spark_jobs import transform_bars
+from tickerlake.names import Bucket, Table, processed_bars_prefix, quarantine_prefix, raw_ohlcv_key
+
+pytestmark = pytest.mark.spark
+
+SYMBOLS = ["AAA", "BBB"]
+HISTORY = (date(2024, 6, 3), date(2025, 1, 2))  # about 150 sessions of lookback
+DAY = date(2025, 1, 2)
+MARKET = SyntheticMarket(seed=17)
+
+
+def transform(spark, start: date, end: date, interval: str = "1d") -> dict:
+    args = argparse.Namespace(start=start, end=end, interval=interval, source="synthetic",
+                              lookback_bars=transform_bars.DEFAULT_LOOKBACK_BARS)
+    return transform_bars.run(spark, args)
+
+
+def fingerprint(frame) -> tuple[int, int]:
+    """Row count and an order-independent checksum of every column."""
+    row = frame.selectExpr("count(*) AS n", "coalesce(sum(xxhash64(*)), 0) AS h").first()
+    return row["n"], row["h"]
+
+
+@pytest.fixture(scope="module")
+def lake(stack, settings, spark, s3):
+    """History, then one day with every kind of bad row and a duplicated good row."""
+    backfill(MARKET, SYMBOLS, *HISTORY, "1d", s3)
+    history = transform(spark, *HISTORY)
+    bad = MARKET.bad_rows("AAA", DAY, "1d")
+    duplicate = MARKET.bars(["BBB"], DAY, date(2025, 1, 3), "1d")
+    backfill(MARKET, SYMBOLS, DAY, date(2025, 1, 3), "1d", s3,
+             extra_rows=pd.concat([bad, duplicate], ignore_index=True))
+    day = transform(spark, DAY, date(2025, 1, 3))
+    return {"history": history, "day": day, "bad": bad}
+
+
+def test_history_lands_in_parquet_and_iceberg(lake, spark, settings):
+    sessions = len(MARKET.bars(["AAA"], *HISTORY, "1d"))
+    assert lake["history"]["rows"] == sessions * len(SYMBOLS)
+    assert lake["history"]["quarantined"] == 0
+    parquet = spark.read.parquet(Bucket.PROCESSED.s3a(processed_bars_prefix("1d")))
+    assert parquet.where(f"date < DATE'{DAY}'").count() == sessions * len(SYMBOLS)
+    iceberg = spark.table(f"{settings.iceberg.catalog}.{Table.BARS_1D.value}")
+    assert iceberg.where(f"date < DATE'{DAY}'").count() == sessions * len(SYMBOLS)
+
+
+def test_spark_output_equals_talib_including_the_incremental_day(lake, spark, settings):
+    """Through Spark end to end: the history run and the next day's run (which continues from
+    the Iceberg lookback) both equal TA-Lib over the whole series."""
+    truth = MARKET.bars(["AAA"], HISTORY[0], date(2025, 1, 3), "1d")
+    c, h, low = (truth[k].to_numpy() for k in ("close", "high", "low"))
+    macd, signal, _ = talib.MACD(c, 12, 26, 9)
+    reference = {"sma_50": talib.SMA(c, 50), "ema_26": talib.EMA(c, 26), "rsi_14": talib.RSI(c, 14),
+                 "atr_14": talib.ATR(h, low, c, 14), "macd": macd, "macd_signal": signal}
+    out = (spark.table(f"{settings.iceberg.catalog}.{Table.BARS_1D.value}").where("symbol = 'AAA'")
+           .orderBy("timestamp").toPandas())
+    assert len(out) == len(truth)
+    for column, expected in reference.items():
+        actual = out[column].to_numpy(dtype=float)
+        assert np.array_equal(np.isnan(actual), np.isnan(expected)), column
+        assert np.nanmax(np.abs(actual - expected)) <= 1e-9, column
+
+
+def test_bad_rows_land_in_quarantine_with_reasons_and_nowhere_else(lake, spark, settings):
+    assert lake["day"]["quarantined"] == len(BAD_ROW_KINDS)
+    quarantine = spark.read.parquet(Bucket.PROCESSED.s3a(quarantine_prefix("1d"))).toPandas()
+    assert sorted(quarantine["reason"]) == sorted(BAD_ROW_KINDS.values())
+    assert set(quarantine["source_file"].str.rsplit("/", n=3).str[-3]) == {"symbol=AAA"}
+    bad_stamps = {t for t in lake["bad"]["timestamp"].dropna()}
+    for frame in (spark.read.parquet(Bucket.PROCESSED.s3a(processed_bars_prefix("1d"))),
+                  spark.table(f"{settings.iceberg.catalog}.{Table.BARS_1D.value}")):
+        day = frame.where(f"date = DATE'{DAY}'").toPandas()
+        assert sorted(day["symbol"]) == SYMBOLS  # one good bar each: no bad row, no duplicate
+        assert not set(pd.to_datetime(day["timestamp"], utc=True)) & bad_stamps
+
+
+def test_duplicates_are_dropped(lake):
+    assert lake["day"]["duplicates_dropped"] == 1
+
+
+def test_rerunning_an_interval_changes_nothing(lake, spark, settings, s3):
+    table = f"{settings.iceberg.catalog}.{Table.BARS_1D.value}"
+    anomalies = f"{settings.iceberg.catalog}.{Table.ANOMALIES.value}"
+    parquet = Bucket.PROCESSED.s3a(processed_bars_prefix("1d"))
+
+    def state():
+        snapshots = [spark.sql(f"SELECT snapshot_id FROM {t}.snapshots").count() for t in (table, anomalies)]
+        return (fingerprint(spark.read.parquet(parquet)), fingerprint(spark.table(table)),
+                fingerprint(spark.table(anomalies)),
+                fingerprint(spark.read.parquet(Bucket.PROCESSED.s3a(quarantine_prefix("1d")))), snapshots)
+
+    before = state()
+    again = transform(spark, DAY, date(2025, 1, 3))
+    assert (again["iceberg_upserted"], again["iceberg_deleted"], again["anomalies_upserted"]) == (0, 0, 0)
+    assert again["rows"] == lake["day"]["rows"] and again["quarantined"] == lake["day"]["quarantined"]
+    assert state() == before
+
+
+def test_a_row_removed_from_raw_is_removed_from_iceberg_on_rerun(lake, spark, settings, s3):
+    """The interval's raw data is the truth: no stale row survives a rerun."""
+    key = raw_ohlcv_key("1d", "synthetic", "BBB", DAY.isoformat())
+    body = s3.get_object(Bucket=Bucket.RAW.value, Key=key)["Body"].read()
+    try:
+        s3.delete_object(Bucket=Bucket.RAW.value, Key=key)
+        summary = transform(spark, DAY, date(2025, 1, 3))
+        assert summary["iceberg_deleted"] == 1
+        rows = spark.table(f"{settings.iceberg.catalog}.{Table.BARS_1D.value}").where(f"date = DATE'{DAY}'")
+        assert [r.symbol for r in rows.collect()] == ["AAA"]
+    finally:
+        s3.put_object(Bucket=Bucket.RAW.value, Key=key, Body=body)
+        transform(spark, DAY, date(2025, 1, 3))
+
+
+def test_minute_bars_flow_through_the_same_transform(stack, spark, settings, s3):
+    backfill(MARKET, ["AAA"], date(2025, 3, 3), date(2025, 3, 5), "1m", s3)
+    summary = transform(spark, date(2025, 3, 3), date(2025, 3, 5), "1m")
+    assert summary["rows"] == 2 * 390 and summary["quarantined"] == 0
+    out = spark.table(f"{settings.iceberg.catalog}.{Table.BARS_1M.value}").orderBy("timestamp").toPandas()
+    expected = talib.EMA(MARKET.bars(["AAA"], date(2025, 3, 3), date(2025, 3, 5), "1m")["close"].to_numpy(), 26)
+    assert np.nanmax(np.abs(out["ema_26"].to_numpy(dtype=float) - expected)) <= 1e-9
+
+
+# --- through Airflow -------------------------------------------------------------------------
+
+def _dags_test(settings, dag_id: str, logical_date: str, conf: dict | None = None):
+    from minio_init.warehouse import ensure_databases
+    from tickerlake.airflow_local import run_airflow
+
+    ensure_databases(settings.pg)
+    args = ["dags", "test", dag_id, logical_date]
+    if conf:
+        args += ["--conf", json.dumps(conf)]
+    done = run_airflow(args, settings, capture=True)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_backfill_dag_is_keyed_on_the_data_interval(stack, settings, s3):
+    """`dags test` for 2025-02-05 covers the interval [2025-02-04, 2025-02-05): the keys carry the
+    interval's session date, and a rerun writes the same bytes to the same keys."""
+    code, output = _dags_test(settings, "ohlcv_backfill", "2025-02-05")
+    assert code == 0, output[-3000:]
+    keys = {f"ohlcv/interval=1d/source=synthetic/symbol={s}/date=2025-02-04/bars.csv"
+            for s in ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL")}
+    etags = {k: s3.head_object(Bucket=Bucket.RAW.value, Key=k)["ETag"] for k in keys}
+    listed = s3.list_objects_v2(Bucket=Bucket.RAW.value, Prefix="ohlcv/interval=1d/source=synthetic/symbol=AAPL/")
+    assert {o["Key"] for o in listed["Contents"]} & keys == {k for k in keys if "AAPL" in k}
+    assert not any("date=2025-02-05" in o["Key"] for o in listed["Contents"])
+    code, output = _dags_test(settings, "ohlcv_backfill", "2025-02-05")
+    assert code == 0, output[-3000:]
+    assert {k: s3.head_object(Bucket=Bucket.RAW.value, Key=k)["ETag"] for k in keys} == etags
+
+
+def test_backfill_then_transform_dags_succeed(stack, settings, spark):
+    conf = {"start": "2025-02-10", "end": "2025-02-12", "symbols": ["AAA", "BBB"]}
+    code, output = _dags_test(settings, "ohlcv_backfill", "2025-02-12", conf)
+    assert code == 0, output[-3000:]
+    code, output = _dags_test(settings, "ohlcv_transform", "2025-02-12",
+                              {"start": "2025-02-10", "end": "2025-02-12"})
+    assert code == 0, output[-3000:]
+    assert "TRANSFORM_SUMMARY" in output
+    rows = spark.table(f"{settings.iceberg.catalog}.{Table.BARS_1D.value}") \
+        .where("date >= DATE'2025-02-10' AND date < DATE'2025-02-12'").count()
+    assert rows == 2 * 2
+
+
+def test_a_failed_expectation_fails_the_transform_dag(stack, settings, s3):
+    """A session missing from raw (a gap for every symbol) passes the transform but fails the
+    gate's calendar freshness check, and the DAG run fails; the result is stored in the lake."""
+    gappy = SyntheticMarket(seed=17, gaps=[(s, date(2025, 2, 19)) for s in SYMBOLS])
+    backfill(gappy, SYMBOLS, date(2025, 2, 18), date(2025, 2, 21), "1d", s3)
+    code, output = _dags_test(settings, "ohlcv_transform", "2025-02-21",
+                              {"start": "2025-02-18", "end": "2025-02-21"})
+    assert code != 0
+    assert "quality gate failed" in output
+    assert "expect_column_distinct_values_to_contain_set(date_text)" in output
+    stored = s3.get_object(Bucket=Bucket.PROCESSED.value,
+                           Key="quality/bars/interval=1d/start=2025-02-18_end=2025-02-21.json")
+    assert json.loads(stored["Body"].read())["success"] is False
