@@ -22,8 +22,10 @@ Prints one JSON line with the counts (the transform DAG logs it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import time
 from datetime import date, timedelta
 
 from tickerlake.errors import TickerlakeError, one_line_errors
@@ -140,7 +142,15 @@ def replace_partitions(frame, bucket: Bucket, prefix: str, days: list[date], s3)
             if keys:
                 s3.delete_objects(Bucket=bucket.value, Delete={"Objects": keys, "Quiet": True})
     if frame is not None:
-        frame.write.mode("append").partitionBy("date").parquet(bucket.s3a(prefix))
+        # One file per date: fewer, larger objects for readers (and fewer S3 commits here).
+        frame.repartition("date").write.mode("append").partitionBy("date").parquet(bucket.s3a(prefix))
+
+
+@contextlib.contextmanager
+def _timed(timings: dict, stage: str):
+    started = time.perf_counter()
+    yield
+    timings[stage] = round(time.perf_counter() - started, 2)
 
 
 def run(spark, args: argparse.Namespace, settings=None) -> dict:
@@ -157,13 +167,17 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
     days = [args.start + timedelta(days=i) for i in range((args.end - args.start).days)]
     in_interval = (F.col("date") >= F.lit(args.start)) & (F.col("date") < F.lit(args.end))
 
-    paths = raw_paths(s3, interval, args.source, args.start, args.end)
+    timings: dict[str, float] = {}
+    with _timed(timings, "list_raw"):
+        paths = raw_paths(s3, interval, args.source, args.start, args.end)
     if not paths:
         raise TransformError(f"no raw objects for source={args.source} interval={interval} "
                              f"in {args.start}..{args.end} (run the backfill first)")
     raw = (spark.read.schema(OHLCV_RAW_DDL).option("header", True).option("mode", "PERMISSIVE")
            .csv(paths).withColumn("source_file", F.input_file_name()))
     checked = validate(raw).withColumn("date", session_date("ts")).cache()
+    with _timed(timings, "read_validate"):
+        checked.count()
 
     # Quarantine: every raw column as text, the reason and the file it came from. A row whose
     # timestamp is unusable is filed under the date of its object.
@@ -172,8 +186,9 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
            .select(*OHLCV_COLUMNS, "reason", "source_file",
                    F.coalesce("date", file_date).alias("date"))
            .withColumn("quarantined_for", F.lit(f"{args.start}..{args.end}")))
-    bad_count = bad.count()
-    replace_partitions(bad if bad_count else None, Bucket.PROCESSED, quarantine_prefix(interval), days, s3)
+    with _timed(timings, "quarantine"):
+        bad_count = bad.count()
+        replace_partitions(bad if bad_count else None, Bucket.PROCESSED, quarantine_prefix(interval), days, s3)
 
     good = checked.where(F.col("reason").isNull()).where(in_interval).select(
         F.col("symbol"), F.col("ts").alias("timestamp"),
@@ -184,8 +199,9 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
                                                                      *[F.col(c) for c in NUMBERS])
     fresh = (good.withColumn("_n", F.row_number().over(newest_first)).where("_n = 1")
              .select(*OHLCV_COLUMNS, "date"))
-    fresh_count = fresh.count()
-    duplicates = good.count() - fresh_count
+    counts = good.agg(F.count(F.lit(1)).alias("rows"),
+                      F.count_distinct("symbol", "timestamp").alias("keys")).first()
+    duplicates = counts["rows"] - counts["keys"]
 
     # Lookback: each symbol's last bars before the interval, from the processed table.
     history = (spark.table(bars_table).where(F.col("date") < F.lit(args.start))
@@ -202,10 +218,12 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
 
     computed = series.groupBy("symbol").applyInPandas(compute, schema=BARS_DDL)
     result = computed.where(in_interval).cache()
-    rows = result.count()
-
-    replace_partitions(result, Bucket.PROCESSED, processed_bars_prefix(interval), days, s3)
-    bars_merge = merge_into(result, bars_table, ["symbol", "timestamp"], scope=_scope(args))
+    with _timed(timings, "indicators"):
+        rows = result.count()
+    with _timed(timings, "parquet"):
+        replace_partitions(result, Bucket.PROCESSED, processed_bars_prefix(interval), days, s3)
+    with _timed(timings, "iceberg_bars"):
+        bars_merge = merge_into(result, bars_table, ["symbol", "timestamp"], scope=_scope(args))
 
     anomalies = (result.where("is_return_anomaly OR is_volume_spike")
                  .withColumn("kind", F.explode(F.filter(F.array(
@@ -214,8 +232,9 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
                  .withColumn("interval", F.lit(interval))
                  .select("symbol", "timestamp", "interval", "kind", "date", "close", "return_simple",
                          "return_zscore", "volume", "volume_ratio"))
-    anomalies_merge = merge_into(anomalies, anomalies_table, ["symbol", "timestamp", "interval", "kind"],
-                                 scope=f"`interval` = '{interval}' AND {_scope(args)}")
+    with _timed(timings, "iceberg_anomalies"):
+        anomalies_merge = merge_into(anomalies, anomalies_table, ["symbol", "timestamp", "interval", "kind"],
+                                     scope=f"`interval` = '{interval}' AND {_scope(args)}")
     summary = {
         "interval": interval, "source": args.source, "start": args.start.isoformat(),
         "end": args.end.isoformat(), "raw_files": len(paths), "rows": rows,
@@ -225,6 +244,7 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
         "bars_table": bars_table, "anomalies_table": anomalies_table,
         "parquet": Bucket.PROCESSED.s3a(processed_bars_prefix(interval)),
         "quarantine": Bucket.PROCESSED.s3a(quarantine_prefix(interval)),
+        "seconds": timings,
     }
     checked.unpersist()
     result.unpersist()

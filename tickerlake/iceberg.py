@@ -29,13 +29,21 @@ def merge_into(source: "DataFrame", table: str, keys: Sequence[str], scope: str 
     data files (a copy-on-write MERGE would otherwise rewrite every file holding a matched key).
 
     `scope` (a SQL predicate on the table, e.g. the interval being recomputed) says which rows the
-    source owns completely: rows in scope whose key the source lacks are deleted, so a rerun
-    after a row turned out bad leaves no stale copy. `source` must have the table's columns.
+    source owns completely: every source row falls in it, and rows in scope whose key the source
+    lacks are deleted, so a rerun after a row turned out bad leaves no stale copy. When the table
+    has no row in scope yet (a first load), the rows are appended in one commit: no join, no MERGE.
+    `source` must have the table's columns.
     """
     spark = source.sparkSession
     target = spark.table(table)
     columns = target.columns
     source = source.select(*columns).dropDuplicates(list(keys))
+    if scope and not target.where(scope).limit(1).count():
+        rows = source.localCheckpoint(eager=True)
+        count = rows.count()
+        if count:
+            rows.writeTo(table).append()
+        return MergeResult(count, 0)
     same = " AND ".join(f"s.`{c}` <=> t.`{c}`" for c in columns)
     on_keys = [source[k] == target[k] for k in keys]
     changed = (source.alias("s").join(target.alias("t"), on=on_keys, how="left")

@@ -45,6 +45,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         "spark.hadoop.fs.s3a.access.key": s3.access_key_id,
         "spark.hadoop.fs.s3a.secret.key": s3.secret_access_key.get_secret_value(),
+        # S3 has no rename: the v2 committer moves each task's files once, not twice.
+        "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "2",
         # Parquet/Iceberg committers write many small objects; fail fast on a dead endpoint.
         "spark.hadoop.fs.s3a.attempts.maximum": "5",
         "spark.hadoop.fs.s3a.connection.establish.timeout": "5000",
