@@ -152,6 +152,7 @@ def main() -> int:
     print(f"{'spark local[2] (full job)':<26}{summary['rows']:>12,}{spark_seconds:>10.1f}{spark_rate:>12,.0f}")
     print(f"{'pandas + TA-Lib baseline':<26}{base_rows:>12,}{base_seconds:>10.1f}{base_rate:>12,.0f}")
     print(f"ratio (spark rows/s / baseline rows/s): {spark_rate / base_rate:.2f}")
+    print(f"spark stages (s): {summary['seconds']}")
     print(f"machine: {os.cpu_count()} cores; input objects: {summary['raw_files']:,}")
     return 0
 
