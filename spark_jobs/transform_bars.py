@@ -30,7 +30,7 @@ from datetime import date, timedelta
 
 from tickerlake.errors import TickerlakeError, one_line_errors
 from tickerlake.iceberg import merge_into
-from tickerlake.names import (Bucket, Namespace, Table, processed_bars_prefix, quarantine_prefix,
+from tickerlake.names import (Bucket, Table, processed_bars_prefix, quarantine_prefix,
                               raw_ohlcv_source_prefix)
 from tickerlake.schemas import INDICATOR_COLUMNS, OHLCV_COLUMNS, OHLCV_RAW_DDL, BarInterval
 from tickerlake.settings import get_settings

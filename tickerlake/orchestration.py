@@ -6,6 +6,7 @@ spark-submit process inherits.
 """
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 import pendulum
@@ -76,16 +77,14 @@ def check_stack() -> dict[str, str]:
     return report
 
 
-def interval_from_context(params: dict, data_interval_start, data_interval_end) -> tuple["date", "date"]:
+def interval_from_context(params: dict, data_interval_start, data_interval_end) -> tuple[date, date]:
     """The [start, end) session dates a run covers: its data interval, unless the run's params
     name `start`/`end` explicitly (a manual backfill of a range)."""
-    from datetime import date
-
     start = params.get("start") or data_interval_start.date().isoformat()
     end = params.get("end") or data_interval_end.date().isoformat()
     start_d, end_d = date.fromisoformat(str(start)), date.fromisoformat(str(end))
     if end_d <= start_d:  # a manual run of a cron timetable can have start == end
-        end_d = start_d.fromordinal(start_d.toordinal() + 1)
+        end_d = start_d + timedelta(days=1)
     return start_d, end_d
 
 

@@ -94,14 +94,10 @@ class Service(ABC):
               env=self._env())
         wait_until(self.is_healthy, what=self.name, timeout=self.start_timeout,
                    pid_file=self.pid_file, log_path=self.log_path)
-        self._after_start()
         return "started"
 
     def _env(self) -> dict[str, str]:
         return {}
-
-    def _after_start(self) -> None:
-        pass
 
     def down(self) -> bool:
         return stop(self.pid_file, sig=self.stop_signal)
