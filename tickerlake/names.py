@@ -111,3 +111,23 @@ class Table(str, Enum):
 # Airflow Asset URIs (the lake's datasets as the scheduler sees them).
 RAW_OHLCV_ASSET_URI = f"s3://{Bucket.RAW.value}/{RAW_OHLCV_PREFIX}"
 PROCESSED_BARS_ASSET_URI = f"s3://{Bucket.PROCESSED.value}/{PROCESSED_BARS_PREFIX}"
+
+# Kafka landing files (raw bucket): the ticks topic's records, one object per offset range:
+#   landing/ticks/partition=3/00000000000000000100-00000000000000000199.jsonl
+LANDING_TICKS_PREFIX = "landing/ticks"
+
+
+def landing_partition_prefix(partition: int) -> str:
+    return f"{LANDING_TICKS_PREFIX}/partition={partition}/"
+
+
+def landing_key(partition: int, first_offset: int, last_offset: int) -> str:
+    """The object holding offsets first..last (inclusive) of one partition: the name is the ledger."""
+    return f"{landing_partition_prefix(partition)}{first_offset:020d}-{last_offset:020d}.jsonl"
+
+
+def parse_landing_key(key: str) -> tuple[int, int, int]:
+    """(partition, first_offset, last_offset) from a landing object key."""
+    partition = int(key.split("partition=")[1].split("/")[0])
+    first, last = key.rsplit("/", 1)[1].removesuffix(".jsonl").split("-")
+    return partition, int(first), int(last)

@@ -48,3 +48,17 @@ INDICATOR_COLUMNS = [
     "return_zscore", "volume_ratio",
     "is_return_anomaly", "is_volume_spike",
 ]
+
+
+# Quote/trade events on the ticks topic (JSON, keyed by symbol).
+TICK = pa.schema([
+    pa.field("event_id", pa.string(), nullable=False),  # unique per event: the dedup key
+    pa.field("event_time", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("symbol", pa.string(), nullable=False),
+    pa.field("price", pa.float64(), nullable=False),
+    pa.field("size", pa.int64(), nullable=False),
+    pa.field("bid", pa.float64()),
+    pa.field("ask", pa.float64()),
+    pa.field("source", pa.string(), nullable=False),
+])
+TICK_COLUMNS = TICK.names

@@ -1,0 +1,176 @@
+"""Publish quote/trade events to Kafka as JSON, keyed by symbol.
+
+    python -m ingestion.producer --mode synthetic --rate 200 --duration 30
+    python -m ingestion.producer --mode replay --tape ticks.parquet --speed 10
+
+Keyed by symbol, so a symbol's events stay ordered in one partition; each event has a unique
+`event_id` (the streaming job's dedup key). The producer is idempotent (acks=all,
+enable_idempotence) and counts every delivery failure: `publish` raises at the end if any
+record was not acknowledged, instead of dropping it silently.
+
+Modes: `synthetic` (seeded, with malformed and late events on request), `replay` (a recorded
+Parquet tick tape at N× speed) and `yfinance` (polls live prices; not reachable offline).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from tickerlake.errors import TickerlakeError, one_line_errors
+from tickerlake.names import Topic
+
+Record = tuple[bytes, bytes]  # (key, value)
+
+
+class DeliveryFailed(TickerlakeError):
+    pass
+
+
+@dataclass
+class SyntheticTicks:
+    """A seeded stream of ticks: a random walk per symbol around its synthetic price level.
+
+    `malformed_every=n` replaces every n-th event with a malformed one (bad JSON, missing field,
+    negative price, in turn); `late_every=n` back-dates every n-th event by `late_by`.
+    """
+
+    symbols: tuple[str, ...] = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL")
+    seed: int = 42
+    malformed_every: int = 0
+    late_every: int = 0
+    late_by: timedelta = timedelta(minutes=30)
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    # Event ids are unique across runs (a rerun of the producer is new events, not a replay).
+    run_id: int = field(default_factory=lambda: secrets.randbits(63))
+
+    def events(self, count: int | None = None) -> Iterator[Record]:
+        rng = np.random.default_rng(self.seed)
+        prices = {s: 20 + zlib.crc32(s.encode()) % 400 for s in self.symbols}
+        n = 0
+        while count is None or n < count:
+            n += 1
+            symbol = self.symbols[int(rng.integers(len(self.symbols)))]
+            prices[symbol] *= float(np.exp(rng.normal(0, 0.0005)))
+            price = round(prices[symbol], 4)
+            spread = round(price * 0.0002, 4)
+            event_time = self.clock()
+            if self.late_every and n % self.late_every == 0:
+                event_time -= self.late_by
+            event = {
+                "event_id": str(uuid.UUID(int=(self.run_id << 64) | n)),
+                "event_time": event_time.isoformat(),
+                "symbol": symbol, "price": price, "size": int(rng.integers(1, 500)),
+                "bid": round(price - spread, 4), "ask": round(price + spread, 4), "source": "synthetic",
+            }
+            value = json.dumps(event).encode()
+            if self.malformed_every and n % self.malformed_every == 0:
+                value = _malformed(event, n // self.malformed_every)
+            yield symbol.encode(), value
+
+
+def _malformed(event: dict, which: int) -> bytes:
+    kind = which % 3
+    if kind == 0:
+        return b'{"event_id": "broken'  # not JSON
+    if kind == 1:
+        return json.dumps({k: v for k, v in event.items() if k != "price"}).encode()
+    return json.dumps({**event, "price": -abs(event["price"])}).encode()
+
+
+def replay(tape_path: str, speed: float, clock: Callable[[], float] = time.monotonic,
+           sleep: Callable[[float], None] = time.sleep) -> Iterator[Record]:
+    """A recorded tick tape (Parquet in the TICK schema) at `speed`× its recorded pace."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tape_path).sort_by("event_time")
+    rows = table.to_pylist()
+    if not rows:
+        return
+    started, first = clock(), rows[0]["event_time"]
+    for row in rows:
+        due = (row["event_time"] - first).total_seconds() / speed
+        wait = due - (clock() - started)
+        if wait > 0:
+            sleep(wait)
+        row = {**row, "event_time": row["event_time"].isoformat()}
+        yield row["symbol"].encode(), json.dumps(row).encode()
+
+
+def paced(records: Iterable[Record], rate: float, duration: float | None,
+          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
+          ) -> Iterator[Record]:
+    """At most `rate` records per second, for at most `duration` seconds."""
+    started = clock()
+    for n, record in enumerate(records):
+        elapsed = clock() - started
+        if duration is not None and elapsed >= duration:
+            return
+        ahead = n / rate - elapsed
+        if ahead > 0:
+            sleep(ahead)
+        yield record
+
+
+def publish(records: Iterable[Record], producer, topic: str = Topic.TICKS.value) -> int:
+    """Send every record, wait for every acknowledgement; raise DeliveryFailed if any failed."""
+    failures: list[str] = []
+    sent = 0
+
+    def failed(exc):
+        failures.append(f"{type(exc).__name__}: {exc}")
+
+    for key, value in records:
+        producer.send(topic, key=key, value=value).add_errback(failed)
+        sent += 1
+    producer.flush(timeout=60)
+    if failures:
+        raise DeliveryFailed(f"{len(failures)} of {sent} records to {topic} were not delivered; "
+                             f"first: {failures[0]}")
+    return sent
+
+
+@one_line_errors
+def main(argv: list[str] | None = None) -> int:
+    from tickerlake.clients import kafka_producer
+    from tickerlake.settings import get_settings
+
+    parser = argparse.ArgumentParser(prog="python -m ingestion.producer")
+    parser.add_argument("--mode", choices=["synthetic", "replay"], default="synthetic")
+    parser.add_argument("--rate", type=float, default=100.0, help="events per second (synthetic)")
+    parser.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
+    parser.add_argument("--count", type=int, default=None, help="events (synthetic)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--malformed-every", type=int, default=0)
+    parser.add_argument("--late-every", type=int, default=0)
+    parser.add_argument("--tape", help="Parquet tick tape (replay)")
+    parser.add_argument("--speed", type=float, default=1.0, help="replay speed-up")
+    args = parser.parse_args(argv)
+    if args.mode == "replay":
+        if not args.tape:
+            parser.error("--tape is required with --mode replay")
+        records = replay(args.tape, args.speed)
+    else:
+        records = paced(SyntheticTicks(seed=args.seed, malformed_every=args.malformed_every,
+                                       late_every=args.late_every).events(args.count),
+                        args.rate, args.duration)
+    producer = kafka_producer(get_settings().kafka)
+    try:
+        sent = publish(records, producer)
+    finally:
+        producer.close()
+    print(f"published {sent} events to {Topic.TICKS.value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
