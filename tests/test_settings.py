@@ -26,7 +26,7 @@ def clean_env(monkeypatch, tmp_path):
         if key.startswith("TICKERLAKE_"):
             monkeypatch.delenv(key)
     for group in ("S3Settings", "KafkaSettings", "PostgresSettings", "SparkSettings",
-                  "IcebergSettings", "StackSettings"):
+                  "IcebergSettings", "StreamSettings", "StackSettings"):
         import tickerlake.settings as module
 
         cls = getattr(module, group)

@@ -131,3 +131,28 @@ def parse_landing_key(key: str) -> tuple[int, int, int]:
     partition = int(key.split("partition=")[1].split("/")[0])
     first, last = key.rsplit("/", 1)[1].removesuffix(".jsonl").split("-")
     return partition, int(first), int(last)
+
+# Streaming output (realtime bucket):
+#   ticks/date=D/hour=H/part-*.parquet       raw valid events (Spark file sink, exactly once)
+#   quarantine/ticks/batch_id=N/*.parquet    malformed and too-late events, with the reason
+#   _state/stream_ticks/watermark/batch_id=N.json   the watermark a micro-batch used (replay-stable)
+#   _state/stream_ticks/progress.json        the latest StreamingQueryProgress (for the supervisor)
+REALTIME_TICKS_PREFIX = "ticks"
+REALTIME_QUARANTINE_PREFIX = "quarantine/ticks"
+STREAM_STATE_PREFIX = "_state/stream_ticks"
+
+
+class RealtimeTable(str, Enum):
+    TICKS = "realtime.ticks"
+    BARS_1M = "realtime.bars_1m"
+    BARS_5M = "realtime.bars_5m"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def table(self) -> str:
+        return self.value.split(".")[1]
+
+
+REALTIME_TICKS_ASSET_URI = f"s3://{Bucket.REALTIME.value}/{REALTIME_TICKS_PREFIX}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,27 @@ class IcebergSettings(BaseSettings):
     catalog: str = Field(default="lake", pattern=r"^[a-z_][a-z0-9_]*$")
 
 
+class StreamSource(str, Enum):
+    """Where the streaming job reads the ticks topic from."""
+
+    AUTO = "auto"  # Spark's Kafka source when its connector class loads, else the landing files
+    KAFKA = "kafka"
+    LANDING = "landing"
+
+
+class StreamSettings(BaseSettings):
+    """The Spark Structured Streaming job (spark_jobs/stream_ticks.py)."""
+
+    model_config = _config("STREAM")
+
+    source: StreamSource = StreamSource.AUTO
+    trigger_seconds: float = Field(default=5.0, gt=0)
+    # Events older than (latest event time seen - this) are too late: counted and quarantined.
+    watermark_seconds: int = Field(default=600, ge=0)
+    max_files_per_trigger: int = Field(default=100, ge=1)
+    checkpoint_root: str = "s3a://realtime/_checkpoints"
+
+
 class StackSettings(BaseSettings):
     """Where the embedded local stack keeps its data, logs and PID files."""
 
@@ -173,6 +195,7 @@ class Settings(BaseModel):
     pg: PostgresSettings
     spark: SparkSettings
     iceberg: IcebergSettings
+    stream: StreamSettings
     stack: StackSettings
 
 
@@ -182,6 +205,7 @@ _GROUPS: dict[str, type[BaseSettings]] = {
     "pg": PostgresSettings,
     "spark": SparkSettings,
     "iceberg": IcebergSettings,
+    "stream": StreamSettings,
     "stack": StackSettings,
 }
 
