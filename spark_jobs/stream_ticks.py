@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 
@@ -239,10 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_spark_session("tickerlake-stream-ticks", settings,
                                 {"spark.sql.streaming.stopGracefullyOnShutdown": "true"})
     s3 = s3_client(settings.s3)
+    stopping = []
+    # SIGTERM (the supervisor's clean stop): finish the loop, stop the queries, exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     source, queries = start(spark, settings, available_now=args.available_now)
     started = time.monotonic()
     try:
-        while any(q.isActive for q in queries):
+        while not stopping and any(q.isActive for q in queries):
             for q in queries:
                 if q.exception() is not None:
                     raise q.exception()
@@ -251,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
                 break
             time.sleep(min(2.0, settings.stream.trigger_seconds))
     finally:
+        # Let a micro-batch in flight finish (a replay would be safe, but needless work).
+        deadline = time.monotonic() + 60
+        while any(q.isActive and q.status.get("isTriggerActive") for q in queries) \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
         for q in queries:
             q.stop()
         write_progress(s3, queries, source)

@@ -1,0 +1,166 @@
+"""Start, watch and stop the streaming processes: the demo producer, the landing sink and the
+Spark streaming job, each detached and tracked by PID under the state directory.
+
+`supervise()` holds a Postgres advisory lock for its whole run, so a retry or an overlapping run
+(even from another host) can never start a second copy of the job on the same checkpoint; it
+starts what is not running, restarts a stalled job (no progress for `stall_seconds` while records
+are waiting), and reports lag and rows/s. `stop_all()` stops everything by PID with SIGTERM (the
+job finishes its micro-batch, the sink lands what it holds).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tickerlake.names import STREAM_STATE_PREFIX, Bucket, Topic
+from tickerlake.settings import REPO_ROOT, Settings, StreamSource, get_settings
+from tickerlake.stack.process import PidFile, spawn, stop
+
+log = logging.getLogger(__name__)
+LOCK_KEY = 0x7469636B  # pg_advisory_lock key: "tick"
+
+
+@dataclass(frozen=True)
+class Managed:
+    name: str
+    module: str
+    args: tuple[str, ...] = ()
+
+
+PRODUCER = Managed("producer", "ingestion.producer", ("--rate", "50"))
+SINK = Managed("landing_sink", "ingestion.landing_sink", ("--max-seconds", "2"))
+STREAM = Managed("stream_ticks", "spark_jobs.stream_ticks")
+
+
+class SupervisorBusy(RuntimeError):
+    pass
+
+
+def _pid_file(settings: Settings, proc: Managed) -> PidFile:
+    return PidFile(settings.stack.state_dir / "stream" / "pids" / f"{proc.name}.pid")
+
+
+def _log_path(settings: Settings, proc: Managed) -> Path:
+    return settings.stack.state_dir / "logs" / f"{proc.name}.log"
+
+
+def running(settings: Settings, proc: Managed) -> int | None:
+    return _pid_file(settings, proc).running_pid()
+
+
+def ensure_running(settings: Settings, proc: Managed) -> str:
+    pid = running(settings, proc)
+    if pid is not None:
+        return f"running (pid {pid})"
+    pid = spawn([sys.executable, "-m", proc.module, *proc.args], _log_path(settings, proc),
+                _pid_file(settings, proc), cwd=REPO_ROOT)
+    return f"started (pid {pid})"
+
+
+def stop_proc(settings: Settings, proc: Managed, sig: int = signal.SIGTERM) -> bool:
+    return stop(_pid_file(settings, proc), sig=sig, timeout=60)
+
+
+def read_progress(s3) -> dict | None:
+    try:
+        body = s3.get_object(Bucket=Bucket.REALTIME.value, Key=f"{STREAM_STATE_PREFIX}/progress.json")["Body"]
+    except s3.exceptions.NoSuchKey:
+        return None
+    return json.loads(body.read())
+
+
+def kafka_lag(settings: Settings, s3) -> dict[int, int]:
+    """Records in the topic not yet landed, per partition (end offset - durable landing position)."""
+    from kafka import TopicPartition
+
+    from ingestion.landing_sink import durable_positions
+    from tickerlake.clients import kafka_consumer
+
+    consumer = kafka_consumer(settings.kafka, group_id=None)
+    try:
+        partitions = consumer.partitions_for_topic(Topic.TICKS.value) or set()
+        ends = consumer.end_offsets([TopicPartition(Topic.TICKS.value, p) for p in partitions])
+    finally:
+        consumer.close()
+    landed = durable_positions(s3)
+    return {tp.partition: end - landed.get(tp.partition, 0) for tp, end in ends.items()}
+
+
+def _stall_state(settings: Settings) -> Path:
+    return settings.stack.state_dir / "stream" / "last_progress.json"
+
+
+def is_stalled(settings: Settings, progress: dict | None, waiting: int, stall_seconds: float) -> bool:
+    """No new batch for `stall_seconds` while records wait, or the driver stopped reporting."""
+    state_path = _stall_state(settings)
+    now = time.time()
+    batch = ((progress or {}).get("queries", {}).get("ticks_iceberg") or {}).get("batchId", -1)
+    previous = json.loads(state_path.read_text()) if state_path.exists() else {"batch": None, "since": now}
+    if previous["batch"] != batch:
+        previous = {"batch": batch, "since": now}
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    state_path.write_text(json.dumps(previous))
+    silent = progress is not None and now - progress.get("written_at", now) > stall_seconds
+    return silent or (waiting > 0 and now - previous["since"] > stall_seconds)
+
+
+def supervise(*, demo_producer: bool = False, stall_seconds: float = 180.0,
+              settings: Settings | None = None) -> dict:
+    """One supervision round (the DAG runs it every few minutes)."""
+    import psycopg
+
+    from tickerlake.clients import pg_connect, s3_client
+    from tickerlake.spark import kafka_source_available
+
+    settings = settings or get_settings()
+    s3 = s3_client(settings.s3)
+    with pg_connect(settings.pg, autocommit=True) as lock_conn:
+        held = lock_conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
+        if not held:
+            raise SupervisorBusy("another supervisor holds the stream lock; not starting a second copy")
+        try:
+            source = settings.stream.source
+            if source is StreamSource.AUTO:
+                source = StreamSource.KAFKA if kafka_source_available(settings) else StreamSource.LANDING
+            report: dict = {"source": source.value}
+            if demo_producer:
+                report[PRODUCER.name] = ensure_running(settings, PRODUCER)
+            if source is StreamSource.LANDING:
+                report[SINK.name] = ensure_running(settings, SINK)
+            lag = kafka_lag(settings, s3) if source is StreamSource.LANDING else {}
+            progress = read_progress(s3)
+            if running(settings, STREAM) is not None and is_stalled(settings, progress, sum(lag.values()),
+                                                                    stall_seconds):
+                stop_proc(settings, STREAM, signal.SIGKILL)  # hung: a graceful stop would hang too
+                report["restarted_stalled_job"] = True
+            report[STREAM.name] = ensure_running(settings, STREAM)
+            report["landing_lag"] = lag
+            iceberg = ((progress or {}).get("queries", {}).get("ticks_iceberg") or {})
+            report["last_batch"] = iceberg.get("batchId")
+            report["input_rows_per_second"] = iceberg.get("inputRowsPerSecond")
+            report["processed_rows_per_second"] = iceberg.get("processedRowsPerSecond")
+            return report
+        finally:
+            try:
+                lock_conn.execute("select pg_advisory_unlock(%s)", (LOCK_KEY,))
+            except psycopg.Error:
+                pass  # the lock dies with the session anyway
+
+
+def stop_all(settings: Settings | None = None) -> dict:
+    settings = settings or get_settings()
+    return {proc.name: stop_proc(settings, proc) for proc in (PRODUCER, SINK, STREAM)}
+
+
+if __name__ == "__main__":  # python -m tickerlake.supervisor [stop]
+    logging.basicConfig(level=logging.INFO)
+    action = sys.argv[1] if len(sys.argv) > 1 else "supervise"
+    print(json.dumps(stop_all() if action == "stop" else supervise(demo_producer="--demo" in sys.argv),
+                     default=str))
+    os._exit(0)
