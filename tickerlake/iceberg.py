@@ -39,10 +39,11 @@ def merge_into(source: "DataFrame", table: str, keys: Sequence[str], scope: str 
     columns = target.columns
     source = source.select(*columns).dropDuplicates(list(keys))
     if scope and not target.where(scope).limit(1).count():
-        rows = source.localCheckpoint(eager=True)
-        count = rows.count()
+        # No checkpoint here: an append, unlike MERGE, accepts any source, and a second copy of
+        # a large interval is what runs a driver out of memory.
+        count = source.count()
         if count:
-            rows.writeTo(table).append()
+            source.writeTo(table).append()
         return MergeResult(count, 0)
     same = " AND ".join(f"s.`{c}` <=> t.`{c}`" for c in columns)
     on_keys = [source[k] == target[k] for k in keys]
