@@ -5,7 +5,9 @@
 3. `ohlcv_backfill` then `ohlcv_transform` (batch lane) for the default symbols: half a year of
    daily bars (with one bad row of each kind injected, to show the quarantine) and two sessions of
    one-minute bars, all through `airflow dags test`;
-4. prints rows per layer, the anomalies found and where to look.
+4. `stream_supervisor` (streaming lane) starts the synthetic producer, the landing sink and the
+   Spark streaming job, the realtime tables fill for a bounded time, then it stops them all;
+5. prints rows per layer, the anomalies found and where to look.
 
 Every step is idempotent: running the demo again changes no data.
 """
@@ -24,6 +26,7 @@ from tickerlake.stack.services import services
 LOGICAL_DATE = "2026-01-02"
 DAILY = ("2025-07-01", "2026-01-01")
 MINUTE = ("2025-12-30", "2026-01-01")
+STREAM_SECONDS = 90  # the bounded streaming run
 
 
 def step(title: str) -> float:
@@ -81,6 +84,14 @@ def main() -> int:
         run_dag("ohlcv_transform", settings, conf, f"-{interval}")
         done(started)
 
+    started = step("Streaming lane: stream_supervisor starts producer -> Kafka -> landing sink -> Spark job")
+    run_dag("stream_supervisor", settings, {"demo_producer": True}, "-start")
+    try:
+        watch_realtime(settings, seconds=STREAM_SECONDS)
+    finally:
+        run_dag("stream_supervisor", settings, {"action": "stop"}, "-stop")
+    done(started)
+
     started = step("What is in the lake")
     print_lake_summary(settings)
     done(started)
@@ -92,7 +103,9 @@ Where to look
   Processed Parquet:            s3://processed/bars/interval=<1d|1m>/date=<D>/
   Quarantine (with reasons):    s3://processed/quarantine/ohlcv/interval=<1d|1m>/date=<D>/
   Quality results:              s3://processed/quality/bars/
-  Iceberg tables:               {settings.iceberg.catalog}.processed.bars_1d, bars_1m, anomalies (JDBC catalog in Postgres)
+  Iceberg tables:               {settings.iceberg.catalog}.processed.bars_1d, bars_1m, anomalies;
+                                {settings.iceberg.catalog}.realtime.ticks, bars_1m, bars_5m (JDBC catalog in Postgres)
+  Realtime Parquet:             s3://realtime/ticks/date=<D>/hour=<H>/  (quarantine: s3://realtime/quarantine/ticks/)
   S3 API:                       {settings.s3.endpoint_url}
   Kafka:                        {settings.kafka.bootstrap_servers}
   Postgres warehouse:           psql -h {settings.pg.host} -p {settings.pg.port} -U {settings.pg.analyst_user} {settings.pg.database}
@@ -100,9 +113,25 @@ Where to look
     return 0
 
 
+def watch_realtime(settings, seconds: float) -> None:
+    """Show the realtime tables filling while the supervised stream runs."""
+    from tickerlake.spark import iceberg_catalog
+
+    catalog = iceberg_catalog(settings)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(15)
+        counts = {}
+        for table in ("realtime.ticks", "realtime.bars_1m", "realtime.bars_5m"):
+            counts[table] = catalog.load_table(table).scan().to_arrow().num_rows \
+                if catalog.table_exists(table) else 0
+        left = max(0, deadline - time.monotonic())
+        print(f"    {left:>4.0f}s left  " + "  ".join(f"{t}: {n:,}" for t, n in counts.items()), flush=True)
+
+
 def print_lake_summary(settings) -> None:
     from tickerlake.clients import s3_client
-    from tickerlake.names import Bucket, Table, quarantine_prefix
+    from tickerlake.names import Bucket, RealtimeTable, Table, quarantine_prefix
     from tickerlake.spark import iceberg_catalog
 
     s3 = s3_client(settings.s3)
@@ -113,7 +142,7 @@ def print_lake_summary(settings) -> None:
 
     catalog = iceberg_catalog(settings)
     print(f"    raw CSV objects:          {objects(Bucket.RAW, 'ohlcv/'):>8,}")
-    for table in (Table.BARS_1D, Table.BARS_1M, Table.ANOMALIES):
+    for table in (*Table, *RealtimeTable):
         rows = catalog.load_table(table.value).scan().to_arrow().num_rows
         print(f"    iceberg {table.value:<18}{rows:>8,} rows")
     import pyarrow.dataset as ds
