@@ -32,7 +32,7 @@ import time
 
 from tickerlake.errors import one_line_errors
 from tickerlake.names import (LANDING_TICKS_PREFIX, REALTIME_QUARANTINE_PREFIX, REALTIME_TICKS_PREFIX,
-                              STREAM_STATE_PREFIX, Bucket, Namespace, RealtimeTable, Topic)
+                              STREAM_STATE_PREFIX, Bucket, Namespace, Table, Topic)
 from tickerlake.settings import Settings, StreamSource, get_settings
 
 KAFKA_SOURCE_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
@@ -44,7 +44,7 @@ TICKS_DDL = ("event_id STRING, event_time TIMESTAMP, symbol STRING, price DOUBLE
              "bid DOUBLE, ask DOUBLE, source STRING, date DATE, kafka_partition INT, kafka_offset BIGINT")
 BARS_DDL = ("symbol STRING, window_start TIMESTAMP, window_end TIMESTAMP, open DOUBLE, high DOUBLE, "
             "low DOUBLE, close DOUBLE, volume BIGINT, vwap DOUBLE, trades BIGINT, date DATE")
-BAR_MINUTES = {RealtimeTable.BARS_1M: 1, RealtimeTable.BARS_5M: 5}
+BAR_MINUTES = {Table.LIVE_BARS_1M: 1, Table.LIVE_BARS_5M: 5}
 
 
 def choose_source(spark, requested: StreamSource) -> StreamSource:
@@ -110,11 +110,11 @@ def parse(records):
         .withColumn("date", F.to_date("event_time")).withColumn("hour", F.hour("event_time"))
 
 
-def ensure_tables(spark, settings: Settings) -> dict[RealtimeTable, str]:
+def ensure_tables(spark, settings: Settings) -> dict[Table, str]:
     from tickerlake.spark import create_iceberg_table, ensure_namespaces
 
     ensure_namespaces(spark, settings)
-    names = {RealtimeTable.TICKS: create_iceberg_table(spark, Namespace.REALTIME, RealtimeTable.TICKS.table,
+    names = {Table.TICKS: create_iceberg_table(spark, Namespace.REALTIME, Table.TICKS.table,
                                                         TICKS_DDL, partitioned_by="date", settings=settings)}
     for table in BAR_MINUTES:
         names[table] = create_iceberg_table(spark, Namespace.REALTIME, table.table, BARS_DDL,
@@ -125,7 +125,7 @@ def ensure_tables(spark, settings: Settings) -> dict[RealtimeTable, str]:
 class BatchWriter:
     """The foreachBatch function: idempotent per batch id (see the module docstring)."""
 
-    def __init__(self, settings: Settings, tables: dict[RealtimeTable, str]):
+    def __init__(self, settings: Settings, tables: dict[Table, str]):
         self.settings, self.tables = settings, tables
         self.late_events = 0
 
@@ -138,7 +138,7 @@ class BatchWriter:
             body = s3.get_object(Bucket=Bucket.REALTIME.value, Key=key)["Body"].read()
             value = json.loads(body)["watermark"]
         except s3.exceptions.NoSuchKey:
-            latest = spark.table(self.tables[RealtimeTable.TICKS]).agg({"event_time": "max"}).first()[0]
+            latest = spark.table(self.tables[Table.TICKS]).agg({"event_time": "max"}).first()[0]
             value = None if latest is None else (
                 latest.replace(tzinfo=dt.timezone.utc)
                 - dt.timedelta(seconds=self.settings.stream.watermark_seconds)).isoformat()
@@ -168,12 +168,12 @@ class BatchWriter:
         good = (classified.where("reason IS NULL")
                 .select("event_id", "event_time", "symbol", "price", "size", "bid", "ask", "source", "date",
                         F.col("kafka_partition"), F.col("kafka_offset")))
-        merge_into(good, self.tables[RealtimeTable.TICKS], ["event_id"])
+        merge_into(good, self.tables[Table.TICKS], ["event_id"])
 
         touched_days = [r.date for r in good.select("date").distinct().collect()]
         if not touched_days:
             return
-        ticks = spark.table(self.tables[RealtimeTable.TICKS]).where(F.col("date").isin(touched_days))
+        ticks = spark.table(self.tables[Table.TICKS]).where(F.col("date").isin(touched_days))
         for table, minutes in BAR_MINUTES.items():
             window = F.window("event_time", f"{minutes} minutes")
             keys = good.select("symbol", window.start.alias("window_start")).distinct()

@@ -131,7 +131,7 @@ def watch_realtime(settings, seconds: float) -> None:
 
 def print_lake_summary(settings) -> None:
     from tickerlake.clients import s3_client
-    from tickerlake.names import Bucket, RealtimeTable, Table, quarantine_prefix
+    from tickerlake.names import Bucket, Table, quarantine_prefix
     from tickerlake.spark import iceberg_catalog
 
     s3 = s3_client(settings.s3)
@@ -142,7 +142,7 @@ def print_lake_summary(settings) -> None:
 
     catalog = iceberg_catalog(settings)
     print(f"    raw CSV objects:          {objects(Bucket.RAW, 'ohlcv/'):>8,}")
-    for table in (*Table, *RealtimeTable):
+    for table in Table:
         rows = catalog.load_table(table.value).scan().to_arrow().num_rows
         print(f"    iceberg {table.value:<18}{rows:>8,} rows")
     import pyarrow.dataset as ds

@@ -91,6 +91,9 @@ class Table(str, Enum):
     BARS_1D = "processed.bars_1d"
     BARS_1M = "processed.bars_1m"
     ANOMALIES = "processed.anomalies"
+    TICKS = "realtime.ticks"
+    LIVE_BARS_1M = "realtime.bars_1m"
+    LIVE_BARS_5M = "realtime.bars_5m"
 
     def __str__(self) -> str:
         return self.value
@@ -140,19 +143,6 @@ def parse_landing_key(key: str) -> tuple[int, int, int]:
 REALTIME_TICKS_PREFIX = "ticks"
 REALTIME_QUARANTINE_PREFIX = "quarantine/ticks"
 STREAM_STATE_PREFIX = "_state/stream_ticks"
-
-
-class RealtimeTable(str, Enum):
-    TICKS = "realtime.ticks"
-    BARS_1M = "realtime.bars_1m"
-    BARS_5M = "realtime.bars_5m"
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def table(self) -> str:
-        return self.value.split(".")[1]
 
 
 REALTIME_TICKS_ASSET_URI = f"s3://{Bucket.REALTIME.value}/{REALTIME_TICKS_PREFIX}"
