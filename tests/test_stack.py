@@ -63,33 +63,40 @@ def test_a_port_taken_by_someone_else_is_a_clear_error(settings, tmp_path):
         squatter.close()
 
 
-def test_data_survives_down_and_up(stack, settings):
-    """Write to each service, stop the stack by PID (no process left), start it, read back."""
+def test_data_survives_down_and_up(stack):
+    """Write to each service, stop the stack by PID (no process left), start it, read back.
+
+    On a stack of its own: restarting the session's Postgres would cut the connections that
+    the session's Spark (Iceberg JDBC catalog) holds."""
     from tickerlake.clients import kafka_consumer, kafka_producer, pg_connect, s3_client
+    from tickerlake.settings import get_settings
+    from tickerlake.stack.private import private_stack
 
-    s3 = s3_client(settings.s3)
-    s3.put_object(Bucket="raw", Key="survival/probe.txt", Body=b"kept")
-    producer = kafka_producer(settings.kafka)
-    producer.send("survival-probe", key=b"k", value=b"kept").get(timeout=10)
-    producer.close()
-    with pg_connect(settings.pg) as conn:
-        conn.execute("create table if not exists public.survival_probe (v text)")
-        conn.execute("insert into public.survival_probe values ('kept')")
+    with private_stack() as own:
+        settings = get_settings()
+        s3 = s3_client(settings.s3)
+        s3.put_object(Bucket="raw", Key="survival/probe.txt", Body=b"kept")
+        producer = kafka_producer(settings.kafka)
+        producer.send("survival-probe", key=b"k", value=b"kept").get(timeout=10)
+        producer.close()
+        with pg_connect(settings.pg) as conn:
+            conn.execute("create table if not exists public.survival_probe (v text)")
+            conn.execute("insert into public.survival_probe values ('kept')")
 
-    pids = [s.pid_file.running_pid() for s in stack]
-    for service in reversed(stack):
-        assert service.down()
-    for pid in pids:
-        assert not _alive(pid), f"pid {pid} still running after down"
-    for service in stack:
-        assert service.up() == "started"
+        pids = [s.pid_file.running_pid() for s in own]
+        for service in reversed(own):
+            assert service.down()
+        for pid in pids:
+            assert not _alive(pid), f"pid {pid} still running after down"
+        for service in own:
+            assert service.up() == "started"
 
-    assert s3_client(settings.s3).get_object(Bucket="raw", Key="survival/probe.txt")["Body"].read() == b"kept"
-    consumer = kafka_consumer(settings.kafka, "survival-probe", group_id=None, consumer_timeout_ms=5000)
-    assert [m.value for m in consumer] == [b"kept"]
-    consumer.close()
-    with pg_connect(settings.pg) as conn:
-        assert conn.execute("select v from public.survival_probe").fetchall() == [("kept",)]
+        assert s3_client(settings.s3).get_object(Bucket="raw", Key="survival/probe.txt")["Body"].read() == b"kept"
+        consumer = kafka_consumer(settings.kafka, "survival-probe", group_id=None, consumer_timeout_ms=5000)
+        assert [m.value for m in consumer] == [b"kept"]
+        consumer.close()
+        with pg_connect(settings.pg) as conn:
+            assert conn.execute("select v from public.survival_probe").fetchall() == [("kept",)]
 
 
 def _alive(pid: int) -> bool:

@@ -88,7 +88,9 @@ def test_killed_stream_restarts_with_every_event_exactly_once(stack, settings, s
     assert restarted.returncode == 0, out[-3000:]
     assert "reading the ticks topic with the landing source" in out
 
+    # Other tests share the topic and the landing prefix: judge this test's events.
     events = first + second + too_late
+    ours = {e["event_id"] for e in events if e.get("event_id")}
     well_formed = {e["event_id"] for e in events if valid(e)}
     rejected_late = {e["event_id"] for e in too_late[9::10]}
     catalog = settings.iceberg.catalog
@@ -96,11 +98,11 @@ def test_killed_stream_restarts_with_every_event_exactly_once(stack, settings, s
     ticks = spark.table(f"{catalog}.realtime.ticks")
     ids = [r.event_id for r in ticks.select("event_id").collect()]
     assert len(ids) == len(set(ids)), "an event is in realtime.ticks twice"
-    assert set(ids) == well_formed - rejected_late
+    assert set(ids) & ours == well_formed - rejected_late
 
     parquet = spark.read.parquet(Bucket.REALTIME.s3a(REALTIME_TICKS_PREFIX))  # honours _spark_metadata
     archived = [r.event_id for r in parquet.select("event_id").collect()]
-    assert len(archived) == len(set(archived)) and set(archived) == well_formed
+    assert len(archived) == len(set(archived)) and set(archived) & ours == well_formed
 
     quarantine = spark.read.parquet(Bucket.REALTIME.s3a(REALTIME_QUARANTINE_PREFIX)).toPandas()
     malformed = sum(1 for e in first if not valid(e))

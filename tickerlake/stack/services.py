@@ -167,11 +167,18 @@ class S3Server(Service):
     def _env(self) -> dict[str, str]:
         return {"GOMEMLIMIT": "512MiB"}
 
+    HEALTH_BUCKET = "tickerlake-health"  # the local server's own: the lake's buckets stay clean
+
     def is_healthy(self) -> bool:
+        """A signed write and read back: after a restart the S3 gateway answers listings before
+        its volume server serves data, and `up` must mean that reads work."""
         from tickerlake.clients import s3_client
 
-        s3_client(self.settings.s3).list_buckets()  # signed: proves auth, not just the port
-        return True
+        client = s3_client(self.settings.s3)
+        if self.HEALTH_BUCKET not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+            client.create_bucket(Bucket=self.HEALTH_BUCKET)
+        client.put_object(Bucket=self.HEALTH_BUCKET, Key="probe", Body=b"ok")
+        return client.get_object(Bucket=self.HEALTH_BUCKET, Key="probe")["Body"].read() == b"ok"
 
 
 class KafkaBroker(Service):
