@@ -8,8 +8,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from ingestion.landing_sink import durable_positions
 from ingestion.producer import SyntheticTicks, publish
 from tickerlake.clients import kafka_producer

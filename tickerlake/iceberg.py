@@ -16,10 +16,6 @@ class MergeResult:
     upserted: int  # rows inserted or updated
     deleted: int  # rows inside `scope` that the source no longer has
 
-    @property
-    def changed(self) -> int:
-        return self.upserted + self.deleted
-
 
 def merge_into(source: "DataFrame", table: str, keys: Sequence[str], scope: str | None = None) -> MergeResult:
     """MERGE `source` into `table` on `keys`, touching only rows that are new or changed.

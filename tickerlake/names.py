@@ -143,6 +143,3 @@ def parse_landing_key(key: str) -> tuple[int, int, int]:
 REALTIME_TICKS_PREFIX = "ticks"
 REALTIME_QUARANTINE_PREFIX = "quarantine/ticks"
 STREAM_STATE_PREFIX = "_state/stream_ticks"
-
-
-REALTIME_TICKS_ASSET_URI = f"s3://{Bucket.REALTIME.value}/{REALTIME_TICKS_PREFIX}"

@@ -61,4 +61,3 @@ TICK = pa.schema([
     pa.field("ask", pa.float64()),
     pa.field("source", pa.string(), nullable=False),
 ])
-TICK_COLUMNS = TICK.names
