@@ -37,6 +37,8 @@ def apply_sql(pg: PostgresSettings) -> list[str]:
         for name, value in {
             "tickerlake.analyst_user": pg.analyst_user,
             "tickerlake.analyst_password": pg.analyst_password.get_secret_value(),
+            "tickerlake.loader_user": pg.loader_user,
+            "tickerlake.loader_password": pg.loader_password.get_secret_value(),
             "tickerlake.owner": pg.user,
         }.items():
             conn.execute("select set_config(%s, %s, true)", (name, value))

@@ -30,8 +30,8 @@ from datetime import date, timedelta
 
 from tickerlake.errors import TickerlakeError, one_line_errors
 from tickerlake.iceberg import merge_into
-from tickerlake.names import (Bucket, Table, processed_bars_prefix, quarantine_prefix,
-                              raw_ohlcv_source_prefix)
+from tickerlake.names import (Bucket, Table, processed_anomalies_prefix, processed_bars_prefix,
+                              quarantine_prefix, raw_ohlcv_source_prefix)
 from tickerlake.schemas import INDICATOR_COLUMNS, OHLCV_COLUMNS, OHLCV_RAW_DDL, BarInterval
 from tickerlake.settings import get_settings
 
@@ -232,6 +232,10 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
                  .withColumn("interval", F.lit(interval))
                  .select("symbol", "timestamp", "interval", "kind", "date", "close", "return_simple",
                          "return_zscore", "volume", "volume_ratio"))
+    with _timed(timings, "parquet_anomalies"):
+        # The same rows as the Iceberg table, for the warehouse load; `interval` is in the path.
+        replace_partitions(anomalies.drop("interval"), Bucket.PROCESSED,
+                           processed_anomalies_prefix(interval), days, s3)
     with _timed(timings, "iceberg_anomalies"):
         anomalies_merge = merge_into(anomalies, anomalies_table, ["symbol", "timestamp", "interval", "kind"],
                                      scope=f"`interval` = '{interval}' AND {_scope(args)}")

@@ -56,10 +56,12 @@ ICEBERG_DIR = "iceberg"  # the prefix inside a bucket under which Iceberg tables
 # --- Object layout in the buckets (keys, not URIs) -------------------------------------------
 # raw:       ohlcv/interval=1d/source=synthetic/symbol=AAPL/date=2026-01-02/bars.csv
 # processed: bars/interval=1d/date=2026-01-02/part-*.parquet          (indicators + anomalies)
+#            anomalies/interval=1d/date=2026-01-02/part-*.parquet     (one row per anomaly kind)
 #            quarantine/ohlcv/interval=1d/date=2026-01-02/part-*.parquet (rows with a reason)
 #            quality/bars/interval=1d/start=2026-01-02_end=2026-01-03.json (the gate's result)
 RAW_OHLCV_PREFIX = "ohlcv"
 PROCESSED_BARS_PREFIX = "bars"
+PROCESSED_ANOMALIES_PREFIX = "anomalies"
 QUARANTINE_OHLCV_PREFIX = "quarantine/ohlcv"
 QUALITY_BARS_PREFIX = "quality/bars"
 
@@ -75,6 +77,10 @@ def raw_ohlcv_key(interval: str, source: str, symbol: str, day: str) -> str:
 
 def processed_bars_prefix(interval: str) -> str:
     return f"{PROCESSED_BARS_PREFIX}/interval={interval}/"
+
+
+def processed_anomalies_prefix(interval: str) -> str:
+    return f"{PROCESSED_ANOMALIES_PREFIX}/interval={interval}/"
 
 
 def quarantine_prefix(interval: str) -> str:
@@ -143,3 +149,8 @@ def parse_landing_key(key: str) -> tuple[int, int, int]:
 REALTIME_TICKS_PREFIX = "ticks"
 REALTIME_QUARANTINE_PREFIX = "quarantine/ticks"
 STREAM_STATE_PREFIX = "_state/stream_ticks"
+# Live bars as Parquet, one object per (interval, date), snapshotted from the realtime Iceberg bar
+# tables for the warehouse load (tickerlake/warehouse/live_bars.py):
+#   bars/interval=1m/date=D/bars.parquet
+REALTIME_BARS_PREFIX = "bars"
+REALTIME_ASSET_URI = f"s3://{Bucket.REALTIME.value}/{REALTIME_TICKS_PREFIX}"

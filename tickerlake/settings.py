@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tickerlake.errors import ConfigError
@@ -96,6 +96,9 @@ class PostgresSettings(BaseSettings):
     password: SecretStr = Field(min_length=8)
     analyst_user: str = Field(default="analyst", pattern=r"^[a-z_][a-z0-9_]*$")
     analyst_password: SecretStr = Field(min_length=8)
+    # The warehouse loader: writes the warehouse tables, owns nothing (sql/postgres/001_roles.sql).
+    loader_user: str = Field(default="loader", pattern=r"^[a-z_][a-z0-9_]*$")
+    loader_password: SecretStr = Field(min_length=8)
     # Airflow's metadata database, on the same server.
     airflow_database: str = Field(default="airflow", pattern=r"^[a-z_][a-z0-9_]*$")
 
@@ -108,6 +111,14 @@ class PostgresSettings(BaseSettings):
             f"host={self.host} port={self.port} dbname={self.database} user={user} "
             f"password={secret.get_secret_value()} connect_timeout=5"
         )
+
+    def loader_uri(self) -> str:
+        """A postgresql:// URI for the loader (the ADBC driver); carries the password."""
+        from urllib.parse import quote
+
+        return (f"postgresql://{quote(self.loader_user, safe='')}:"
+                f"{quote(self.loader_password.get_secret_value(), safe='')}@{self.host}:{self.port}/"
+                f"{self.database}?connect_timeout=5")
 
     def sqlalchemy_url(self, database: str | None = None, driver: str = "psycopg2") -> str:
         """A SQLAlchemy URL (Airflow's metadata DB, pyiceberg); carries the password."""
@@ -177,6 +188,52 @@ class StreamSettings(BaseSettings):
     checkpoint_root: str = "s3a://realtime/_checkpoints"
 
 
+class StageKind(str, Enum):
+    """How the lake's Parquet reaches Snowflake."""
+
+    INTERNAL = "internal"  # PUT each object into a named internal stage (any S3 store, MinIO too)
+    EXTERNAL = "external"  # an external stage on the lake's bucket (the lake is on real AWS S3)
+
+
+class SnowflakeSettings(BaseSettings):
+    """The Snowflake warehouse. Configured (account set) -> the load goes to Snowflake; otherwise
+    to the Postgres warehouse. In Airflow the connection `snowflake_default` takes precedence."""
+
+    model_config = _config("SNOWFLAKE")
+
+    account: str = ""
+    user: str = ""
+    password: SecretStr | None = None
+    database: str = Field(default="TICKERLAKE", pattern=r"^[A-Za-z_][A-Za-z0-9_$]*$")
+    db_schema: str = Field(default="WAREHOUSE", pattern=r"^[A-Za-z_][A-Za-z0-9_$]*$")
+    warehouse: str = ""
+    role: str = ""
+    stage: StageKind = StageKind.INTERNAL
+    stage_name: str = Field(default="TICKERLAKE_LAKE", pattern=r"^[A-Za-z_][A-Za-z0-9_$]*$")
+    # external stages only: the S3 URL of a lake bucket, with {bucket} for the lake's bucket name
+    # (one external stage per bucket), and the storage integration that lets Snowflake read it.
+    external_url: str = ""
+    storage_integration: str = ""
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.account)
+
+    @model_validator(mode="after")
+    def _complete(self) -> "SnowflakeSettings":
+        if self.configured and not self.user:
+            raise ValueError("TICKERLAKE_SNOWFLAKE_USER is not set but TICKERLAKE_SNOWFLAKE_ACCOUNT is")
+        if self.stage is StageKind.EXTERNAL and not (
+                self.external_url.startswith("s3://") and "{bucket}" in self.external_url):
+            raise ValueError("TICKERLAKE_SNOWFLAKE_EXTERNAL_URL must be an s3:// URL containing "
+                             "{bucket} (e.g. s3://acme-lake-{bucket}/) when "
+                             f"TICKERLAKE_SNOWFLAKE_STAGE=external (got {self.external_url!r})")
+        if self.stage is StageKind.EXTERNAL and not self.storage_integration:
+            raise ValueError("TICKERLAKE_SNOWFLAKE_STORAGE_INTEGRATION is not set but "
+                             "TICKERLAKE_SNOWFLAKE_STAGE=external needs one")
+        return self
+
+
 class StackSettings(BaseSettings):
     """Where the embedded local stack keeps its data, logs and PID files."""
 
@@ -197,6 +254,7 @@ class Settings(BaseModel):
     iceberg: IcebergSettings
     stream: StreamSettings
     stack: StackSettings
+    snowflake: SnowflakeSettings
 
 
 _GROUPS: dict[str, type[BaseSettings]] = {
@@ -207,6 +265,7 @@ _GROUPS: dict[str, type[BaseSettings]] = {
     "iceberg": IcebergSettings,
     "stream": StreamSettings,
     "stack": StackSettings,
+    "snowflake": SnowflakeSettings,
 }
 
 
@@ -222,7 +281,10 @@ def _one_line(group: type[BaseSettings], error: ValidationError) -> ConfigError:
     prefix = group.model_config.get("env_prefix", "")
     parts = []
     for item in error.errors():
-        field = str(item["loc"][0]) if item["loc"] else "?"
+        if not item["loc"]:  # a check across fields: its message names the variables itself
+            parts.append(item["msg"].removeprefix("Value error, "))
+            continue
+        field = str(item["loc"][0])
         var = f"{prefix}{field}".upper()
         if item["type"] == "missing":
             parts.append(f"{var} is not set (see .env.example)")

@@ -31,6 +31,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.memory": settings.spark.driver_memory,
         "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
+        # Standard Parquet timestamps (INT64 micros, UTC-adjusted), not Spark's legacy INT96: what
+        # Snowflake's COPY, pyarrow and the Postgres load read without guessing a time zone.
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
         "spark.ui.enabled": str(settings.spark.ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.host": "127.0.0.1" if settings.spark.master.startswith("local") else "",

@@ -1,0 +1,109 @@
+-- The warehouse's tables. One logical model, also in sql/snowflake/010_tables.sql; the columns
+-- each load writes are listed in tickerlake/warehouse/datasets.py (a test checks they agree).
+-- `date` is the exchange-calendar session date of the lake partition a row came from.
+
+-- Daily bars with their indicators and anomaly flags (lake: processed/bars/interval=1d/).
+CREATE TABLE IF NOT EXISTS warehouse.bars_daily (
+    symbol             text             NOT NULL,
+    ts                 timestamptz      NOT NULL,  -- bar open time
+    date               date             NOT NULL,
+    open               double precision,
+    high               double precision,
+    low                double precision,
+    close              double precision,
+    adj_close          double precision,
+    volume             bigint,
+    dividends          double precision,
+    stock_splits       double precision,
+    source             text,
+    return_simple      double precision,
+    return_log         double precision,
+    sma_20             double precision,
+    sma_50             double precision,
+    ema_12             double precision,
+    ema_26             double precision,
+    macd               double precision,
+    macd_signal        double precision,
+    macd_hist          double precision,
+    rsi_14             double precision,
+    bb_upper           double precision,
+    bb_middle          double precision,
+    bb_lower           double precision,
+    atr_14             double precision,
+    vwap               double precision,
+    volatility_20      double precision,
+    return_zscore      double precision,
+    volume_ratio       double precision,
+    is_return_anomaly  boolean,
+    is_volume_spike    boolean,
+    PRIMARY KEY (symbol, ts)
+);
+CREATE INDEX IF NOT EXISTS bars_daily_date ON warehouse.bars_daily (date);
+
+-- Intraday bars: 1-minute history from the batch lane (origin 'history', lake:
+-- processed/bars/interval=1m/) and live 1-/5-minute bars from the stream (origin 'stream',
+-- lake: realtime/bars/interval=*/).
+CREATE TABLE IF NOT EXISTS warehouse.bars_intraday (
+    symbol        text             NOT NULL,
+    bar_interval  text             NOT NULL CHECK (bar_interval IN ('1m', '5m')),
+    origin        text             NOT NULL CHECK (origin IN ('history', 'stream')),
+    ts            timestamptz      NOT NULL,  -- bar open time
+    date          date             NOT NULL,
+    open          double precision,
+    high          double precision,
+    low           double precision,
+    close         double precision,
+    volume        bigint,
+    vwap          double precision,
+    trades        bigint,           -- stream bars only
+    PRIMARY KEY (symbol, bar_interval, origin, ts)
+);
+CREATE INDEX IF NOT EXISTS bars_intraday_date ON warehouse.bars_intraday (date);
+
+-- One row per anomaly (kind: return_zscore | volume_spike) (lake: processed/anomalies/).
+CREATE TABLE IF NOT EXISTS warehouse.anomalies (
+    symbol         text             NOT NULL,
+    bar_interval   text             NOT NULL,
+    kind           text             NOT NULL,
+    ts             timestamptz      NOT NULL,
+    date           date             NOT NULL,
+    close          double precision,
+    return_simple  double precision,
+    return_zscore  double precision,
+    volume         bigint,
+    volume_ratio   double precision,
+    PRIMARY KEY (symbol, bar_interval, kind, ts)
+);
+CREATE INDEX IF NOT EXISTS anomalies_date ON warehouse.anomalies (date);
+
+-- Live quote/trade events as the stream wrote them (lake: realtime/ticks/date=/hour=/).
+CREATE TABLE IF NOT EXISTS warehouse.ticks (
+    event_id         text             PRIMARY KEY,
+    event_time       timestamptz      NOT NULL,
+    symbol           text             NOT NULL,
+    price            double precision NOT NULL,
+    size             bigint,
+    bid              double precision,
+    ask              double precision,
+    source           text,
+    kafka_partition  integer,
+    kafka_offset     bigint,
+    date             date             NOT NULL,  -- UTC date and hour of event_time
+    hour             integer          NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ticks_symbol_time ON warehouse.ticks (symbol, event_time DESC);
+CREATE INDEX IF NOT EXISTS ticks_partition ON warehouse.ticks (date, hour);
+
+-- The load ledger: every lake object loaded, so a rerun loads nothing twice (whatever the
+-- warehouse's own load history says) and a changed object (new ETag) is reloaded.
+CREATE TABLE IF NOT EXISTS warehouse.load_ledger (
+    dataset     text        NOT NULL,  -- tickerlake.warehouse.datasets.Dataset name
+    lake_partition text     NOT NULL,  -- the lake partition, e.g. date=2026-01-02
+    bucket      text        NOT NULL,
+    object_key  text        NOT NULL,
+    etag        text        NOT NULL,
+    row_count   bigint      NOT NULL,
+    target      text        NOT NULL,  -- the warehouse table
+    loaded_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (dataset, bucket, object_key)
+);

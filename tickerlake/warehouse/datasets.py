@@ -1,0 +1,276 @@
+"""What the warehouse loads from the lake: one `Dataset` per (lake prefix -> warehouse table).
+
+A dataset's lake side is a prefix of Parquet objects in hive-style partitions
+(`date=2026-01-02/`, `interval=1m/date=.../`, `date=.../hour=13/`); the partition is the unit of
+loading and of the consistency check. The partition values become warehouse columns (Spark keeps
+partition columns in the path, not in the files), as do the dataset's constants (for example
+`origin = 'history'`).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from enum import Enum
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tickerlake.names import (PROCESSED_ANOMALIES_PREFIX, PROCESSED_BARS_PREFIX, REALTIME_BARS_PREFIX,
+                              REALTIME_TICKS_PREFIX, Bucket, processed_bars_prefix)
+from tickerlake.schemas import INDICATOR_COLUMNS
+
+
+class Kind(str, Enum):
+    """Logical column types; each backend maps them to its own (see `sql/`)."""
+
+    TEXT = "text"
+    TIMESTAMP = "timestamp"  # an instant (timestamptz / TIMESTAMP_TZ)
+    DATE = "date"
+    DOUBLE = "double"
+    BIGINT = "bigint"
+    INT = "int"
+    BOOL = "bool"
+
+
+ARROW = {Kind.TEXT: pa.string(), Kind.TIMESTAMP: pa.timestamp("us", tz="UTC"), Kind.DATE: pa.date32(),
+         Kind.DOUBLE: pa.float64(), Kind.BIGINT: pa.int64(), Kind.INT: pa.int32(), Kind.BOOL: pa.bool_()}
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column read from the lake's files (`lake` name) into a warehouse column (`name`)."""
+
+    lake: str
+    name: str
+    kind: Kind
+
+
+# Values a partition directory may hold: anything else in a path is not ours and is skipped.
+PARTITION_VALUE = {"date": re.compile(r"^\d{4}-\d{2}-\d{2}$"), "hour": re.compile(r"^\d{1,2}$"),
+                   "interval": re.compile(r"^(1d|1m|5m)$")}
+PARTITION_COLUMN = {"date": ("date", Kind.DATE), "hour": ("hour", Kind.INT),
+                    "interval": ("bar_interval", Kind.TEXT)}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    bucket: Bucket
+    prefix: str  # ends with "/"
+    partition_by: tuple[str, ...]  # hive keys in path order
+    target: str  # warehouse table (schema-less name)
+    columns: tuple[Column, ...]
+    keys: tuple[str, ...]  # warehouse key columns (may include partition columns and constants)
+    constants: dict[str, tuple[str, Kind]] = field(default_factory=dict)
+    # Spark's file sink: only files its _spark_metadata log committed are data (a killed batch can
+    # leave uncommitted part files behind; reading those would double rows).
+    sink_log: bool = False
+
+    def partition_columns(self, partition: str) -> dict[str, tuple[str, Kind]]:
+        """Warehouse column -> (value, kind) that a partition (and the dataset) fixes."""
+        fixed = dict(self.constants)
+        for part in partition.split("/"):
+            key, value = part.split("=", 1)
+            column, kind = PARTITION_COLUMN[key]
+            fixed[column] = (value, kind)
+        return fixed
+
+    @property
+    def lake_columns(self) -> list[str]:
+        return [c.lake for c in self.columns]
+
+    @property
+    def file_keys(self) -> list[Column]:
+        """The key columns stored in the files (the others are fixed per partition)."""
+        by_name = {c.name: c for c in self.columns}
+        return [by_name[k] for k in self.keys if k in by_name]
+
+    def target_columns(self) -> list[str]:
+        fixed = list(self.constants) + [PARTITION_COLUMN[p][0] for p in self.partition_by]
+        return [c.name for c in self.columns] + fixed
+
+
+def _c(*names: str, kind: Kind = Kind.DOUBLE) -> tuple[Column, ...]:
+    return tuple(Column(n, n, kind) for n in names)
+
+
+_BAR_OHLC = _c("open", "high", "low", "close")
+_BARS_DAILY_COLUMNS = (
+    Column("symbol", "symbol", Kind.TEXT), Column("timestamp", "ts", Kind.TIMESTAMP), *_BAR_OHLC,
+    *_c("adj_close"), *_c("volume", kind=Kind.BIGINT), *_c("dividends", "stock_splits"),
+    *_c("source", kind=Kind.TEXT),
+    *(Column(c, c, Kind.BOOL if c.startswith("is_") else Kind.DOUBLE) for c in INDICATOR_COLUMNS),
+)
+
+
+class Datasets(Enum):
+    """Every dataset the load knows, in load order (dimensions first, then facts)."""
+
+    BARS_DAILY = Dataset(
+        name="bars_daily", bucket=Bucket.PROCESSED, prefix=processed_bars_prefix("1d"),
+        partition_by=("date",), target="bars_daily", columns=_BARS_DAILY_COLUMNS, keys=("symbol", "ts"))
+    BARS_MINUTE_HISTORY = Dataset(
+        name="bars_minute_history", bucket=Bucket.PROCESSED, prefix=processed_bars_prefix("1m"),
+        partition_by=("date",), target="bars_intraday",
+        columns=(Column("symbol", "symbol", Kind.TEXT), Column("timestamp", "ts", Kind.TIMESTAMP),
+                 *_BAR_OHLC, *_c("volume", kind=Kind.BIGINT), *_c("vwap")),
+        keys=("symbol", "bar_interval", "origin", "ts"),
+        constants={"bar_interval": ("1m", Kind.TEXT), "origin": ("history", Kind.TEXT)})
+    ANOMALIES = Dataset(
+        name="anomalies", bucket=Bucket.PROCESSED, prefix=f"{PROCESSED_ANOMALIES_PREFIX}/",
+        partition_by=("interval", "date"), target="anomalies",
+        columns=(Column("symbol", "symbol", Kind.TEXT), Column("timestamp", "ts", Kind.TIMESTAMP),
+                 Column("kind", "kind", Kind.TEXT), *_c("close", "return_simple", "return_zscore"),
+                 *_c("volume", kind=Kind.BIGINT), *_c("volume_ratio")),
+        keys=("symbol", "bar_interval", "kind", "ts"))
+    TICKS = Dataset(
+        name="ticks", bucket=Bucket.REALTIME, prefix=f"{REALTIME_TICKS_PREFIX}/",
+        partition_by=("date", "hour"), target="ticks",
+        columns=(*_c("event_id", kind=Kind.TEXT), Column("event_time", "event_time", Kind.TIMESTAMP),
+                 *_c("symbol", kind=Kind.TEXT), *_c("price"), *_c("size", kind=Kind.BIGINT),
+                 *_c("bid", "ask"), *_c("source", kind=Kind.TEXT),
+                 *_c("kafka_partition", kind=Kind.INT), *_c("kafka_offset", kind=Kind.BIGINT)),
+        keys=("event_id",), sink_log=True)
+    LIVE_BARS = Dataset(
+        name="live_bars", bucket=Bucket.REALTIME, prefix=f"{REALTIME_BARS_PREFIX}/",
+        partition_by=("interval", "date"), target="bars_intraday",
+        columns=(Column("symbol", "symbol", Kind.TEXT), Column("window_start", "ts", Kind.TIMESTAMP),
+                 *_BAR_OHLC, *_c("volume", kind=Kind.BIGINT), *_c("vwap"),
+                 *_c("trades", kind=Kind.BIGINT)),
+        keys=("symbol", "bar_interval", "origin", "ts"),
+        constants={"origin": ("stream", Kind.TEXT)})
+
+    @classmethod
+    def named(cls, name: str) -> Dataset:
+        for member in cls:
+            if member.value.name == name:
+                return member.value
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(m.value.name for m in cls)}")
+
+    @classmethod
+    def all(cls) -> list[Dataset]:
+        return [m.value for m in cls]
+
+
+PROCESSED_DATASETS = [d.name for d in Datasets.all() if d.bucket is Bucket.PROCESSED]
+REALTIME_DATASETS = [d.name for d in Datasets.all() if d.bucket is Bucket.REALTIME]
+
+
+@dataclass(frozen=True)
+class LakeObject:
+    bucket: str
+    key: str
+    etag: str
+    size: int
+
+    @property
+    def basename(self) -> str:
+        return self.key.rsplit("/", 1)[1]
+
+
+def _partition_of(dataset: Dataset, key: str) -> str | None:
+    """The partition path ("date=2026-01-02") of an object key, None when it is not a data file."""
+    relative = key[len(dataset.prefix):]
+    parts = relative.split("/")
+    if len(parts) != len(dataset.partition_by) + 1 or not parts[-1].endswith(".parquet"):
+        return None
+    for hive_key, part in zip(dataset.partition_by, parts[:-1]):
+        name, _, value = part.partition("=")
+        if name != hive_key or not PARTITION_VALUE[hive_key].match(value):
+            return None
+    return "/".join(parts[:-1])
+
+
+def _committed_sink_files(s3, dataset: Dataset) -> set[str] | None:
+    """Keys Spark's file sink committed (its _spark_metadata log); None if there is no log yet.
+
+    The log holds one file per batch (`N`), compacted every few batches into `N.compact` that
+    carries all earlier entries; each entry is a JSON line with the file's path and action."""
+    log_prefix = f"{dataset.prefix}_spark_metadata/"
+    batches: dict[int, str] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=dataset.bucket.value, Prefix=log_prefix):
+        for obj in page.get("Contents", []):
+            name = obj["Key"][len(log_prefix):]
+            match = re.fullmatch(r"(\d+)(\.compact)?", name)
+            if match:
+                batches[int(match.group(1))] = obj["Key"]
+    if not batches:
+        return None
+    compacted = [b for b, k in batches.items() if k.endswith(".compact")]
+    start = max(compacted) if compacted else min(batches)
+    files: set[str] = set()
+    for batch in sorted(b for b in batches if b >= start):
+        body = s3.get_object(Bucket=dataset.bucket.value, Key=batches[batch])["Body"].read().decode()
+        for line in body.splitlines()[1:]:  # line 0 is the log version ("v1")
+            entry = json.loads(line)
+            key = entry["path"].split(f"{dataset.bucket.value}/", 1)[1]
+            (files.add if entry.get("action", "add") == "add" else files.discard)(key)
+    return files
+
+
+def list_partitions(s3, dataset: Dataset) -> dict[str, list[LakeObject]]:
+    """The dataset's data objects in the lake, by partition (sorted, deterministic)."""
+    committed = _committed_sink_files(s3, dataset) if dataset.sink_log else None
+    partitions: dict[str, list[LakeObject]] = defaultdict(list)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=dataset.bucket.value, Prefix=dataset.prefix):
+        for obj in page.get("Contents", []):
+            partition = _partition_of(dataset, obj["Key"])
+            if partition is None or (dataset.sink_log and obj["Key"] not in (committed or set())):
+                continue
+            partitions[partition].append(
+                LakeObject(dataset.bucket.value, obj["Key"], obj["ETag"].strip('"'), obj["Size"]))
+    return {p: sorted(objs, key=lambda o: o.key) for p, objs in sorted(partitions.items())}
+
+
+def read_object(s3, obj: LakeObject, dataset: Dataset, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet object's columns, cast to the dataset's types (Spark's naive UTC timestamps
+    become UTC instants)."""
+    body = s3.get_object(Bucket=obj.bucket, Key=obj.key)["Body"].read()
+    wanted = [c for c in dataset.columns if columns is None or c.lake in columns]
+    table = pq.read_table(io.BytesIO(body), columns=[c.lake for c in wanted])
+    arrays = []
+    for column in wanted:
+        array = table.column(column.lake)
+        target = ARROW[column.kind]
+        if column.kind is Kind.TIMESTAMP and array.type.tz is None:
+            array = array.cast(pa.timestamp("us")).cast(target)  # naive values are UTC
+        arrays.append(array.cast(target))
+    return pa.table(arrays, names=[c.lake for c in wanted])
+
+
+# --- Checksums: the same function on both sides of the consistency check -------------------
+
+def _normal(value) -> object:
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        delta = aware - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if isinstance(value, date):
+        return value.isoformat()
+    if hasattr(value, "as_integer_ratio") and float(value).is_integer():  # Decimal / numpy ints
+        return int(value)
+    return value
+
+
+def key_checksum(rows: Iterable[tuple]) -> tuple[int, str]:
+    """(row count, order-independent checksum) of key tuples: a sum of 64-bit BLAKE2b hashes."""
+    count, total = 0, 0
+    for row in rows:
+        digest = hashlib.blake2b(repr(tuple(_normal(v) for v in row)).encode(), digest_size=8).digest()
+        total = (total + int.from_bytes(digest, "big")) % 2**64
+        count += 1
+    return count, f"{total:016x}"
+
+
+def lake_key_rows(s3, dataset: Dataset, objects: list[LakeObject]) -> Iterable[tuple]:
+    """The file key tuples (`Dataset.file_keys` order) of a partition's objects."""
+    lake_keys = [c.lake for c in dataset.file_keys]
+    for obj in objects:
+        table = read_object(s3, obj, dataset, columns=lake_keys)
+        yield from zip(*(table.column(lake).to_pylist() for lake in lake_keys))

@@ -1,0 +1,52 @@
+"""The load and the check as plain functions (used by the load DAG, the CLI and the demo)."""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from tickerlake.clients import s3_client
+from tickerlake.names import Bucket
+from tickerlake.settings import Settings
+from tickerlake.warehouse import open_warehouse
+from tickerlake.warehouse.base import (LoadReport, PartitionCheck, check_dataset, load_dataset,
+                                       raise_on_mismatch)
+from tickerlake.warehouse.datasets import Dataset, Datasets
+from tickerlake.warehouse.live_bars import export_live_bars
+
+VIEWS = ("v_latest_quote", "v_daily_top_movers", "v_recent_anomalies", "v_indicator_snapshot")
+
+
+def _chosen(names: Iterable[str] | None) -> list[Dataset]:
+    return Datasets.all() if not names else [Datasets.named(n) for n in names]
+
+
+def load(settings: Settings, names: Iterable[str] | None = None, *, reload: bool = False,
+         snowflake_connect: Callable[[], object] | None = None) -> list[LoadReport]:
+    """Load the chosen datasets (all by default); the live bars are snapshotted first."""
+    datasets = _chosen(names)
+    s3 = s3_client(settings.s3)
+    if any(d.bucket is Bucket.REALTIME for d in datasets):
+        export_live_bars(settings, s3)
+    with open_warehouse(settings, snowflake_connect) as warehouse:
+        warehouse.ensure_schema()
+        return [load_dataset(warehouse, d, s3, reload=reload) for d in datasets]
+
+
+def check(settings: Settings, names: Iterable[str] | None = None, *,
+          snowflake_connect: Callable[[], object] | None = None) -> list[PartitionCheck]:
+    """Compare every partition; raises ConsistencyError naming the partitions that differ."""
+    s3 = s3_client(settings.s3)
+    with open_warehouse(settings, snowflake_connect) as warehouse:
+        checks = [c for d in _chosen(names) for c in check_dataset(warehouse, d, s3)]
+    raise_on_mismatch(checks)
+    return checks
+
+
+def preview_views(settings: Settings, rows: int = 3,
+                  snowflake_connect: Callable[[], object] | None = None) -> dict[str, tuple[list[str], list[tuple]]]:
+    """Each analyst view's columns and first rows (for the demo's summary)."""
+    out = {}
+    with open_warehouse(settings, snowflake_connect) as warehouse:
+        for view in VIEWS:
+            out[view] = warehouse.query_table(
+                f"SELECT * FROM {warehouse.table(view)} ORDER BY 1 DESC LIMIT {int(rows)}")
+    return out
