@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
+from tickerlake.assets import REALTIME_TICKS
 from tickerlake.orchestration import DEFAULT_ARGS, START_DATE
 
 DOC = """
@@ -39,7 +40,8 @@ it holds). Output: `s3://realtime/ticks/` (Parquet), `lake.realtime.ticks`, `bar
     },
 )
 def stream_supervisor():
-    @task
+    # Each round marks the realtime data as updated: the warehouse load is scheduled on it.
+    @task(outlets=[REALTIME_TICKS])
     def supervise(params=None) -> dict:
         from tickerlake.supervisor import stop_all
         from tickerlake.supervisor import supervise as run_round

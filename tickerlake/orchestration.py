@@ -113,3 +113,22 @@ def jobs_from_asset_events(events: dict, params: dict) -> list[dict]:
 def transform_args(job: dict) -> list[str]:
     return ["--start", job["start"], "--end", job["end"], "--interval", job["interval"],
             "--source", job["source"]]
+
+
+# The Airflow connection that, when defined, sends the warehouse load to Snowflake.
+SNOWFLAKE_CONN_ID = "snowflake_default"
+
+
+def snowflake_connect_from_airflow():
+    """SnowflakeHook(...).get_conn when the `snowflake_default` connection exists, else None
+    (then the settings decide: TICKERLAKE_SNOWFLAKE_ACCOUNT set -> Snowflake, else Postgres)."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        BaseHook.get_connection(SNOWFLAKE_CONN_ID)
+    except AirflowNotFoundException:
+        return None
+    from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+    return SnowflakeHook(snowflake_conn_id=SNOWFLAKE_CONN_ID).get_conn

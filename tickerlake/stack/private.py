@@ -40,6 +40,7 @@ def private_env(state: Path) -> dict[str, str]:
         "TICKERLAKE_PG_PORT": str(free_port(LOOPBACK)),
         "TICKERLAKE_PG_PASSWORD": secrets.token_urlsafe(24),
         "TICKERLAKE_PG_ANALYST_PASSWORD": secrets.token_urlsafe(24),
+        "TICKERLAKE_PG_LOADER_PASSWORD": secrets.token_urlsafe(24),
         "TICKERLAKE_SPARK_MASTER": "local[2]",
         "TICKERLAKE_SPARK_SHUFFLE_PARTITIONS": "2",
         "TICKERLAKE_SPARK_UI_ENABLED": "false",

@@ -20,11 +20,12 @@ def _chosen(names: Iterable[str] | None) -> list[Dataset]:
 
 
 def load(settings: Settings, names: Iterable[str] | None = None, *, reload: bool = False,
-         snowflake_connect: Callable[[], object] | None = None) -> list[LoadReport]:
-    """Load the chosen datasets (all by default); the live bars are snapshotted first."""
+         export_live: bool = True, snowflake_connect: Callable[[], object] | None = None) -> list[LoadReport]:
+    """Load the chosen datasets (all by default); the live bars are snapshotted first unless
+    `export_live` is False (the DAG does it in its own task)."""
     datasets = _chosen(names)
     s3 = s3_client(settings.s3)
-    if any(d.bucket is Bucket.REALTIME for d in datasets):
+    if export_live and any(d.bucket is Bucket.REALTIME for d in datasets):
         export_live_bars(settings, s3)
     with open_warehouse(settings, snowflake_connect) as warehouse:
         warehouse.ensure_schema()

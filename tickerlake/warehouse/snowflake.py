@@ -27,7 +27,13 @@ from tickerlake.warehouse.base import Backend, Dialect, Warehouse
 from tickerlake.warehouse.datasets import Dataset, Kind, LakeObject
 
 SQL_DIR = REPO_ROOT / "sql" / "snowflake"
-STAGING = "STG_LOAD"
+
+
+def staging_table(dataset: Dataset) -> str:
+    """A transient staging table per dataset (mapped load tasks run side by side); transient, not
+    temporary, so it is visible to every cursor of the session's connection."""
+    return f"STG_{dataset.name.upper()}"
+
 COPY_FILES_MAX = 1000  # Snowflake's limit on FILES = (...) in one COPY
 
 
@@ -56,13 +62,13 @@ def copy_statements(settings: SnowflakeSettings, dataset: Dataset, partition: st
     external: the files named relative to the partition's directory on the bucket's stage."""
     options = "FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE"
     if settings.stage is StageKind.INTERNAL:
-        return [f"COPY INTO {STAGING} FROM @{settings.stage_name}/{d} {options} PURGE = TRUE"
+        return [f"COPY INTO {staging_table(dataset)} FROM @{settings.stage_name}/{d} {options} PURGE = TRUE"
                 for d in batch_dirs or []]
     stage = external_stage_name(settings, dataset.bucket.value)
     statements = []
     for i in range(0, len(objects), COPY_FILES_MAX):
         files = ", ".join(f"'{o.basename}'" for o in objects[i:i + COPY_FILES_MAX])
-        statements.append(f"COPY INTO {STAGING} FROM @{stage}/{dataset.prefix}{partition}/ "
+        statements.append(f"COPY INTO {staging_table(dataset)} FROM @{stage}/{dataset.prefix}{partition}/ "
                           f"FILES = ({files}) {options}")
     return statements
 
@@ -141,8 +147,8 @@ class SnowflakeWarehouse(Warehouse):
         return result
 
     def replace_partition(self, dataset: Dataset, partition: str, objects: list[LakeObject], s3) -> int:
-        d, target = self.dialect, self.table(dataset.target)
-        self._execute(f"CREATE OR REPLACE TEMPORARY TABLE {STAGING} {d.staging_ddl(dataset)}")
+        d, target, staging = self.dialect, self.table(dataset.target), staging_table(dataset)
+        self._execute(f"CREATE OR REPLACE TRANSIENT TABLE {staging} {d.staging_ddl(dataset)}")
         with tempfile.TemporaryDirectory(prefix="tickerlake-sf-") as tmp:
             rows, batch_dirs = [], []
             for i in range(0, len(objects), COPY_FILES_MAX):
@@ -161,12 +167,13 @@ class SnowflakeWarehouse(Warehouse):
                     batch_dirs.append(batch_dir)
             for statement in copy_statements(self.settings, dataset, partition, objects, batch_dirs):
                 self._execute(statement)
-        self._execute(d.merge(dataset, partition, target, STAGING))
-        self._execute(d.delete_missing(dataset, partition, target, STAGING))
-        self._execute(f"MERGE INTO DIM_SYMBOL t USING (SELECT DISTINCT SYMBOL FROM {STAGING} "
+        self._execute(d.merge(dataset, partition, target, staging))
+        self._execute(d.delete_missing(dataset, partition, target, staging))
+        self._execute(f"MERGE INTO DIM_SYMBOL t USING (SELECT DISTINCT SYMBOL FROM {staging} "
                       "WHERE SYMBOL IS NOT NULL) s ON t.SYMBOL = s.SYMBOL "
                       "WHEN NOT MATCHED THEN INSERT (SYMBOL) VALUES (s.SYMBOL)")
         self._write_ledger(dataset, partition, objects, rows)
+        self._execute(f"DROP TABLE IF EXISTS {staging}")
         return sum(rows)
 
     def _write_ledger(self, dataset: Dataset, partition: str, objects: list[LakeObject], rows: list[int]) -> None:

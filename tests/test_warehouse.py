@@ -1,0 +1,269 @@
+"""The warehouse load, run against every backend through the same tests (as dlt's are):
+
+- postgres: the test stack's real Postgres, as the loader role;
+- fakesnow: a FAKE Snowflake (fakesnow, over DuckDB): the real Snowflake code path (stage, PUT,
+  COPY INTO, MERGE), since no Snowflake account is reachable from here;
+- snowflake: a real account, only when TICKERLAKE_SNOWFLAKE_ACCOUNT is set (skipped otherwise).
+
+Each test writes its own Parquet into the test stack's lake, under its own prefix and dataset
+name, with dates no other test uses, so the shared warehouse tables never mix tests.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import itertools
+import json
+import uuid
+from datetime import date, datetime, timedelta, timezone
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tickerlake.names import Bucket
+from tickerlake.warehouse.base import ConsistencyError, check_dataset, load_dataset, raise_on_mismatch
+from tickerlake.warehouse.datasets import ARROW, Datasets, Kind, LakeObject, list_partitions
+
+_years = itertools.count(1901)  # each test's own dates, far from any real data
+
+
+@pytest.fixture(scope="module", params=["postgres", "fakesnow", "snowflake"])
+def warehouse(request, settings):
+    if request.param == "postgres":
+        from tickerlake.warehouse.postgres import PostgresWarehouse
+
+        wh = PostgresWarehouse(settings.pg)
+        patch = None
+    elif request.param == "fakesnow":
+        import fakesnow
+        import snowflake.connector
+
+        from tickerlake.settings import SnowflakeSettings
+        from tickerlake.warehouse.snowflake import SnowflakeWarehouse
+
+        patch = fakesnow.patch()
+        patch.__enter__()
+        sf = SnowflakeSettings(account="fakesnow", user="fakesnow")
+        wh = SnowflakeWarehouse(sf, connect=lambda: snowflake.connector.connect(database=sf.database))
+    else:
+        if not settings.snowflake.configured:
+            pytest.skip("no Snowflake account configured (set TICKERLAKE_SNOWFLAKE_ACCOUNT and friends "
+                        "to run these tests against a real account)")
+        from tickerlake.warehouse.snowflake import SnowflakeWarehouse
+
+        wh, patch = SnowflakeWarehouse(settings.snowflake), None
+    wh.ensure_schema()
+    yield wh
+    wh.close()
+    if patch is not None:
+        patch.__exit__(None, None, None)
+
+
+def _dataset(base, **changes):
+    """A copy of a real dataset under a test-only prefix and name (its own ledger entries)."""
+    tag = uuid.uuid4().hex[:8]
+    return dataclasses.replace(base, name=f"test_{base.name}_{tag}", prefix=f"wh-tests/{tag}/{base.prefix}",
+                               **changes)
+
+
+def _bars(dataset, day: date, symbols: list[str], close: float = 100.0) -> pa.Table:
+    """Daily bars as the transform writes them (every column of the dataset, typed)."""
+    n = len(symbols)
+    values = {}
+    for column in dataset.columns:
+        if column.lake == "symbol":
+            values[column.lake] = symbols
+        elif column.lake == "timestamp":
+            ts = datetime(day.year, day.month, day.day, 14, 30, tzinfo=timezone.utc)
+            values[column.lake] = [ts] * n
+        elif column.kind is Kind.DOUBLE:
+            values[column.lake] = [close + i for i in range(n)]
+        elif column.kind is Kind.BIGINT:
+            values[column.lake] = [1000 + i for i in range(n)]
+        elif column.kind is Kind.BOOL:
+            values[column.lake] = [i % 2 == 0 for i in range(n)]
+        else:
+            values[column.lake] = ["synthetic"] * n
+    return pa.table({c.lake: pa.array(values[c.lake], ARROW[c.kind]) for c in dataset.columns})
+
+
+def _put(s3, dataset, partition: str, name: str, table: pa.Table) -> str:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    key = f"{dataset.prefix}{partition}/{name}"
+    s3.put_object(Bucket=dataset.bucket.value, Key=key, Body=sink.getvalue())
+    return key
+
+
+def _lake_with_days(s3, days: int = 3):
+    """A bars_daily dataset with `days` partitions of two objects each (2 + 3 symbols)."""
+    dataset = _dataset(Datasets.BARS_DAILY.value)
+    year = next(_years)
+    dates = [date(year, 1, 2) + timedelta(days=i) for i in range(days)]
+    for day in dates:
+        _put(s3, dataset, f"date={day}", "part-0.parquet", _bars(dataset, day, ["AAA", "BBB"]))
+        _put(s3, dataset, f"date={day}", "part-1.parquet", _bars(dataset, day, ["CCC", "DDD", "EEE"]))
+    return dataset, dates
+
+
+def _state(warehouse, dataset, s3):
+    checks = check_dataset(warehouse, dataset, s3)
+    return {c.partition: c.warehouse for c in checks}, warehouse.ledger(dataset)
+
+
+def test_loading_twice_loads_nothing_the_second_time(warehouse, s3):
+    dataset, dates = _lake_with_days(s3)
+    first = load_dataset(warehouse, dataset, s3)
+    assert (len(first.partitions_loaded), first.objects_loaded, first.rows_loaded) == (3, 6, 15)
+    before = _state(warehouse, dataset, s3)
+    raise_on_mismatch(check_dataset(warehouse, dataset, s3))
+    second = load_dataset(warehouse, dataset, s3)
+    assert (second.partitions_loaded, second.rows_loaded, second.partitions_unchanged) == ([], 0, 3)
+    assert _state(warehouse, dataset, s3) == before
+    assert all(count == 5 for count, _ in before[0].values())
+
+
+def test_a_replaced_lake_object_is_reloaded_once_and_replaces_its_rows(warehouse, s3):
+    dataset, dates = _lake_with_days(s3)
+    load_dataset(warehouse, dataset, s3)
+    changed = dates[1]
+    # The transform reran: the object now has one symbol fewer and new prices.
+    _put(s3, dataset, f"date={changed}", "part-1.parquet", _bars(dataset, changed, ["CCC", "DDD"], close=7.0))
+    report = load_dataset(warehouse, dataset, s3)
+    assert report.partitions_loaded == [f"date={changed}"]
+    raise_on_mismatch(check_dataset(warehouse, dataset, s3))
+    rows = warehouse.query(f"SELECT symbol, close FROM {warehouse.table('bars_daily')} "
+                           f"WHERE date = CAST('{changed}' AS DATE) ORDER BY symbol")
+    assert rows == [("AAA", 100.0), ("BBB", 101.0), ("CCC", 7.0), ("DDD", 8.0)]
+    assert load_dataset(warehouse, dataset, s3).partitions_loaded == []
+
+
+def test_a_partition_gone_from_the_lake_is_gone_from_the_warehouse(warehouse, s3):
+    dataset, dates = _lake_with_days(s3)
+    load_dataset(warehouse, dataset, s3)
+    gone = f"date={dates[0]}"
+    for name in ("part-0.parquet", "part-1.parquet"):
+        s3.delete_object(Bucket=dataset.bucket.value, Key=f"{dataset.prefix}{gone}/{name}")
+    report = load_dataset(warehouse, dataset, s3)
+    assert report.partitions_dropped == [gone]
+    assert gone not in warehouse.ledger(dataset)
+    assert warehouse.query(f"SELECT COUNT(*) FROM {warehouse.table('bars_daily')} "
+                           f"WHERE date = CAST('{dates[0]}' AS DATE)")[0][0] == 0
+
+
+def test_a_row_deleted_behind_the_loads_back_fails_the_check_naming_its_partition(warehouse, s3):
+    dataset, dates = _lake_with_days(s3)
+    load_dataset(warehouse, dataset, s3)
+    warehouse.query(f"DELETE FROM {warehouse.table('bars_daily')} "
+                    f"WHERE date = CAST('{dates[2]}' AS DATE) AND symbol = 'CCC'")
+    with pytest.raises(ConsistencyError, match=rf"{dataset.name} date={dates[2]}: lake 5 rows .* warehouse 4 rows"):
+        raise_on_mismatch(check_dataset(warehouse, dataset, s3))
+    # The way out the message gives: reload, and the check passes again.
+    load_dataset(warehouse, dataset, s3, reload=True)
+    raise_on_mismatch(check_dataset(warehouse, dataset, s3))
+
+
+def test_a_lost_ledger_reloads_without_doubling_rows(warehouse, s3):
+    """The warehouse's own load history cannot double rows either: the upsert is keyed."""
+    dataset, dates = _lake_with_days(s3)
+    load_dataset(warehouse, dataset, s3)
+    before = _state(warehouse, dataset, s3)[0]
+    warehouse.forget(dataset)
+    assert load_dataset(warehouse, dataset, s3).rows_loaded == 15
+    assert _state(warehouse, dataset, s3)[0] == before
+
+
+def test_ticks_load_only_files_the_stream_committed(warehouse, s3):
+    """A part file that Spark's file sink never committed (a killed batch) is not data."""
+    dataset = _dataset(Datasets.TICKS.value)
+    day = date(next(_years), 3, 4)
+
+    def ticks(ids):
+        t = datetime(day.year, day.month, day.day, 15, 0, tzinfo=timezone.utc)
+        cols = {"event_id": ids, "event_time": [t] * len(ids), "symbol": ["AAA"] * len(ids),
+                "price": [10.0] * len(ids), "size": [1] * len(ids), "bid": [9.9] * len(ids),
+                "ask": [10.1] * len(ids), "source": ["test"] * len(ids),
+                "kafka_partition": [0] * len(ids), "kafka_offset": list(range(len(ids)))}
+        return pa.table({c.lake: pa.array(cols[c.lake], ARROW[c.kind]) for c in dataset.columns})
+
+    part = f"date={day}/hour=15"
+    committed = _put(s3, dataset, part, "part-00000-a.c000.snappy.parquet", ticks([f"e{i}" for i in range(4)]))
+    _put(s3, dataset, part, "part-00000-b.c000.snappy.parquet", ticks(["e0", "orphan"]))
+    log = "v1\n" + json.dumps({"path": f"s3a://{dataset.bucket.value}/{committed}", "size": 1,
+                               "isDir": False, "modificationTime": 0, "blockReplication": 1,
+                               "blockSize": 1, "action": "add"})
+    s3.put_object(Bucket=dataset.bucket.value, Key=f"{dataset.prefix}_spark_metadata/0", Body=log.encode())
+    assert [o.key for o in list_partitions(s3, dataset)[part]] == [committed]
+    assert load_dataset(warehouse, dataset, s3).rows_loaded == 4
+    raise_on_mismatch(check_dataset(warehouse, dataset, s3))
+    ids = warehouse.query(f"SELECT event_id FROM {warehouse.table('ticks')} "
+                          f"WHERE date = CAST('{day}' AS DATE) ORDER BY event_id")
+    assert [r[0] for r in ids] == ["e0", "e1", "e2", "e3"]
+
+
+def test_every_dataset_column_exists_in_its_warehouse_table(warehouse):
+    for dataset in Datasets.all():
+        columns = ", ".join(warehouse.dialect.ident(c) for c in dataset.target_columns())
+        warehouse.query(f"SELECT {columns} FROM {warehouse.table(dataset.target)} WHERE 1 = 0")
+
+
+def test_the_analyst_views_answer(warehouse):
+    from tickerlake.warehouse.pipeline import VIEWS
+
+    for view in VIEWS:
+        columns, _ = warehouse.query_table(f"SELECT * FROM {warehouse.table(view)} LIMIT 1")
+        assert columns
+
+
+def test_analyst_reads_views_and_cannot_write_postgres(settings):
+    import psycopg
+
+    from tickerlake.clients import pg_connect
+    from tickerlake.warehouse.pipeline import VIEWS
+
+    with pg_connect(settings.pg, as_analyst=True) as conn:
+        for view in VIEWS:
+            conn.execute(f"SELECT * FROM warehouse.{view} LIMIT 1").fetchall()
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("DELETE FROM warehouse.bars_daily")
+        conn.rollback()
+        conn.execute("SET default_transaction_read_only = off")  # even then: no privilege
+        conn.commit()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO warehouse.dim_symbol (symbol) VALUES ('NOPE')")
+
+
+def test_the_loader_writes_but_cannot_change_the_schema_postgres(settings):
+    import psycopg
+
+    with psycopg.connect(settings.pg.loader_uri().replace("?connect_timeout=5", "")) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DROP TABLE warehouse.bars_daily")
+
+
+def test_external_stage_copies_name_at_most_a_thousand_files_each():
+    from tickerlake.settings import SnowflakeSettings, StageKind
+    from tickerlake.warehouse.snowflake import copy_statements
+
+    sf = SnowflakeSettings(account="a", user="u", stage=StageKind.EXTERNAL,
+                           external_url="s3://acme-lake-{bucket}/", storage_integration="S3_INT")
+    objects = [LakeObject("processed", f"bars/interval=1d/date=2026-01-02/part-{i:05d}.parquet", "e", 1)
+               for i in range(2500)]
+    statements = copy_statements(sf, Datasets.BARS_DAILY.value, "date=2026-01-02", objects)
+    assert [s.count(".parquet'") for s in statements] == [1000, 1000, 500]
+    assert all(s.startswith("COPY INTO STG_BARS_DAILY FROM @TICKERLAKE_LAKE_PROCESSED/bars/interval=1d/date=2026-01-02/ ")
+               and "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE" in s for s in statements)
+
+
+def test_the_backend_follows_the_deployment(settings):
+    from tickerlake.warehouse import Backend, open_warehouse
+
+    with open_warehouse(settings) as wh:  # no Snowflake configured here
+        assert wh.backend is Backend.POSTGRES
+
+
+def test_an_unknown_dataset_is_one_clear_line():
+    with pytest.raises(ValueError, match="unknown dataset 'bars'; choose from bars_daily, "):
+        Datasets.named("bars")
+
