@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 # Debian packages: the Postgres server, its JDBC driver (a Spark jar), Java for Spark, ss for a test.
 APT_PACKAGES := postgresql libpostgresql-jdbc-java openjdk-17-jre-headless iproute2
 
-.PHONY: help setup system-packages venv env jars up down status smoke demo test clean-state
+.PHONY: help setup system-packages venv env jars up down status smoke demo test airflow-ui airflow-ui-down warehouse-load bench-warehouse clean-state
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -43,7 +43,8 @@ up: setup  ## start the local stack (127.0.0.1) and initialise it
 	$(PY) -m tickerlake.stack up
 	$(PY) -m minio_init
 
-down:  ## stop the local stack (by PID)
+down:  ## stop the local stack and the Airflow UI (by PID)
+	$(PY) -m tickerlake.airflow_ui down
 	$(PY) -m tickerlake.stack down
 
 status:  ## health of each local service
@@ -54,6 +55,16 @@ smoke: up  ## run the lake_smoke DAG with `airflow dags test`
 
 demo: setup  ## THE MAIN JOB: stack up, init, DAGs, summary
 	$(PY) -m tickerlake.demo
+
+airflow-ui: up  ## the Airflow web UI on 127.0.0.1:8080 (api-server, scheduler, dag-processor, triggerer); prints the login
+	$(PY) -m tickerlake.airflow_ui up
+
+airflow-ui-down:  ## stop the Airflow components (by PID)
+	$(PY) -m tickerlake.airflow_ui down
+
+warehouse-load: up  ## load the lake into the warehouse and check it, outside Airflow
+	$(PY) -m tickerlake.warehouse load
+	$(PY) -m tickerlake.warehouse check
 
 test: setup  ## run the test suite (starts and stops its own private stack)
 	$(PY) -m pytest

@@ -7,7 +7,11 @@
    one-minute bars, all through `airflow dags test`;
 4. `stream_supervisor` (streaming lane) starts the synthetic producer, the landing sink and the
    Spark streaming job, the realtime tables fill for a bounded time, then it stops them all;
-5. prints rows per layer, the anomalies found and where to look.
+5. `warehouse_load` COPYs the processed and realtime Parquet into the Postgres warehouse (the
+   consistency check is its last task);
+6. prints rows per layer, the analyst views' first rows, the anomalies found and where to look.
+
+Each step is numbered and long steps print their elapsed time while they run.
 
 Every step is idempotent: running the demo again changes no data.
 """
@@ -29,9 +33,39 @@ MINUTE = ("2025-12-30", "2026-01-01")
 STREAM_SECONDS = 90  # the bounded streaming run
 
 
+STEPS = 9
+_step_number = 0
+
+
 def step(title: str) -> float:
-    print(f"\n==> {title}", flush=True)
+    global _step_number
+    _step_number += 1
+    print(f"\n==> [{_step_number}/{STEPS}] {title}", flush=True)
     return time.monotonic()
+
+
+class Ticker:
+    """Prints the elapsed time every `every` seconds while a long call runs (a progress display
+    that works in any terminal and in CI logs)."""
+
+    def __init__(self, label: str, every: float = 15.0):
+        import threading
+
+        self.label, self.every, self.stop = label, every, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self.stop.wait(self.every):
+            print(f"    ... {self.label}: {time.monotonic() - started:.0f}s", flush=True)
+
+    def __enter__(self) -> "Ticker":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def done(started: float, note: str = "") -> None:
@@ -44,7 +78,8 @@ def run_dag(dag_id: str, settings, conf: dict | None = None, tag: str = "") -> N
     log = settings.stack.state_dir / "logs" / f"dags-test-{dag_id}{tag}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     args = ["dags", "test", dag_id, LOGICAL_DATE] + (["--conf", json.dumps(conf)] if conf else [])
-    result = run_airflow(args, settings, capture=True)
+    with Ticker(f"{dag_id} running"):
+        result = run_airflow(args, settings, capture=True)
     log.write_text(result.stdout + result.stderr)
     if result.returncode != 0:
         raise StackError(f"airflow dags test {dag_id} failed (exit {result.returncode}); log: {log}")
@@ -92,8 +127,13 @@ def main() -> int:
         run_dag("stream_supervisor", settings, {"action": "stop"}, "-stop")
     done(started)
 
-    started = step("What is in the lake")
+    started = step("Warehouse: warehouse_load COPYs the lake's Parquet into Postgres, then checks it")
+    run_dag("warehouse_load", settings)
+    done(started)
+
+    started = step("What is in the lake and the warehouse")
     print_lake_summary(settings)
+    print_warehouse_summary(settings)
     done(started)
 
     print(f"""
@@ -108,7 +148,9 @@ Where to look
   Realtime Parquet:             s3://realtime/ticks/date=<D>/hour=<H>/  (quarantine: s3://realtime/quarantine/ticks/)
   S3 API:                       {settings.s3.endpoint_url}
   Kafka:                        {settings.kafka.bootstrap_servers}
-  Postgres warehouse:           psql -h {settings.pg.host} -p {settings.pg.port} -U {settings.pg.analyst_user} {settings.pg.database}
+  Postgres warehouse (analyst): psql -h {settings.pg.host} -p {settings.pg.port} -U {settings.pg.analyst_user} {settings.pg.database}
+                                (password: TICKERLAKE_PG_ANALYST_PASSWORD in .env; views warehouse.v_*)
+  Airflow web UI:               make airflow-ui
   Stack status / stop:          make status / make down""")
     return 0
 
@@ -164,3 +206,26 @@ def print_lake_summary(settings) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def print_warehouse_summary(settings) -> None:
+    from tickerlake.warehouse import open_warehouse
+    from tickerlake.warehouse.pipeline import preview_views
+
+    with open_warehouse(settings) as warehouse:
+        print(f"    warehouse: {warehouse.label}")
+        for table in ("dim_symbol", "bars_daily", "bars_intraday", "anomalies", "ticks", "load_ledger"):
+            print(f"    warehouse.{table:<16}{warehouse.count(table):>8,} rows")
+    for view, (columns, rows) in preview_views(settings, rows=3).items():
+        shown = columns[:6]
+        print(f"    {view} ({', '.join(shown)}{', ...' if len(columns) > 6 else ''}):")
+        for row in rows:
+            print("      " + "  ".join(_cell(v) for v in row[:6]))
+        if not rows:
+            print("      (no rows)")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
