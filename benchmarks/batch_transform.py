@@ -5,7 +5,9 @@
     .venv/bin/python -m benchmarks.batch_transform --interval 1d --symbols 500 --days 500
 
 It starts a private stack (nothing shared with `make up`), generates the bars with the synthetic
-source, backfills them as CSV into the raw bucket, then, in this one process, runs:
+source, backfills them as CSV into the raw bucket, then runs, one after the other (the baseline
+and the data generation in child processes, so that their memory is free before Spark's JVM
+takes its heap: at 10M bars both need several GB):
 
 - spark: `spark_jobs.transform_bars.run` (local[2]): validation + quarantine, dedup, indicators,
   Parquet by date, Iceberg MERGE of bars and anomalies;
@@ -108,31 +110,55 @@ def baseline(settings, interval: str, start: date, end: date) -> int:
     return len(result)
 
 
+def _prepare(symbols: list[str], start: date, end: date, interval: str) -> int:
+    """Generate and backfill the raw CSV (in a child process: its memory goes back to the OS)."""
+    from ingestion.backfill import backfill
+    from ingestion.sources.synthetic import SyntheticMarket
+    from tickerlake.clients import s3_client
+    from tickerlake.settings import get_settings
+
+    s3, market, written = s3_client(get_settings().s3), SyntheticMarket(seed=1), 0
+    for i in range(0, len(symbols), 10):  # bounded memory: 10 symbols at a time
+        written += backfill(market, symbols[i:i + 10], start, end, interval, s3).rows
+    return written
+
+
+def _timed_baseline(interval: str, start: date, end: date) -> tuple[int, float]:
+    from tickerlake.settings import get_settings
+
+    t0 = time.perf_counter()
+    rows = baseline(get_settings(), interval, start, end)
+    return rows, time.perf_counter() - t0
+
+
+def _in_child(function, *args):
+    """Run `function(*args)` in a fresh process (spawn): the pandas baseline's and the data
+    generator's memory is returned before Spark's JVM takes its heap (10M bars need both)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
 def main() -> int:
     args = parse_args()
     from tickerlake.stack.private import private_stack
 
     with private_stack({"TICKERLAKE_SPARK_DRIVER_MEMORY": args.driver_memory,
                         "TICKERLAKE_SPARK_SHUFFLE_PARTITIONS": "4"}):
-        from ingestion.backfill import backfill
-        from ingestion.sources.synthetic import SyntheticMarket
         from spark_jobs import transform_bars
-        from tickerlake.clients import s3_client
-        from tickerlake.settings import get_settings
         from tickerlake.spark import build_spark_session
 
-        settings = get_settings()
         start, end = session_range(args.days)
         symbols = [f"S{i:04d}" for i in range(args.symbols)]
-        market = SyntheticMarket(seed=1)
         t0 = time.perf_counter()
-        s3 = s3_client(settings.s3)
-        written = 0
-        for i in range(0, len(symbols), 10):  # bounded memory: 10 symbols at a time
-            written += backfill(market, symbols[i:i + 10], start, end, args.interval, s3).rows
-        prep = time.perf_counter() - t0
+        written = _in_child(_prepare, symbols, start, end, args.interval)
         print(f"prepared {written:,} {args.interval} bars ({args.symbols} symbols x {args.days} sessions, "
-              f"{start}..{end}) as raw CSV in {prep:.1f}s", flush=True)
+              f"{start}..{end}) as raw CSV in {time.perf_counter() - t0:.1f}s", flush=True)
+
+        # The baseline first, in its own process: then the JVM below has the memory to itself.
+        base_rows, base_seconds = _in_child(_timed_baseline, args.interval, start, end)
+        print(f"baseline: {base_rows:,} rows in {base_seconds:.1f}s", flush=True)
 
         spark = build_spark_session("tickerlake-bench")
         spark.range(1).count()  # JVM warm-up is not the transform's cost
@@ -142,10 +168,6 @@ def main() -> int:
             lookback_bars=transform_bars.DEFAULT_LOOKBACK_BARS))
         spark_seconds = time.perf_counter() - t0
         spark.stop()
-
-        t0 = time.perf_counter()
-        base_rows = baseline(settings, args.interval, start, end)
-        base_seconds = time.perf_counter() - t0
 
     spark_rate, base_rate = summary["rows"] / spark_seconds, base_rows / base_seconds
     print(f"\n{'run':<26}{'rows':>12}{'seconds':>10}{'rows/s':>12}")
