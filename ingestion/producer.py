@@ -9,7 +9,8 @@ enable_idempotence) and counts every delivery failure: `publish` raises at the e
 record was not acknowledged, instead of dropping it silently.
 
 Modes: `synthetic` (seeded, with malformed and late events on request), `replay` (a recorded
-Parquet tick tape at N× speed) and `yfinance` (polls live prices; not reachable offline).
+Parquet tick tape at N× speed) and `yfinance` (polls live prices within rate limits; see
+ingestion/live_quotes.py; not reachable offline, tested on constructed responses).
 """
 from __future__ import annotations
 
@@ -145,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     from tickerlake.settings import get_settings
 
     parser = argparse.ArgumentParser(prog="python -m ingestion.producer")
-    parser.add_argument("--mode", choices=["synthetic", "replay"], default="synthetic")
+    parser.add_argument("--mode", choices=["synthetic", "replay", "yfinance"], default="synthetic")
+    parser.add_argument("--symbols", default="AAPL,MSFT,NVDA,AMZN,GOOGL", help="yfinance: tickers to poll")
+    parser.add_argument("--poll-seconds", type=float, default=30.0, help="yfinance: seconds between polls")
     parser.add_argument("--rate", type=float, default=100.0, help="events per second (synthetic)")
     parser.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
     parser.add_argument("--count", type=int, default=None, help="events (synthetic)")
@@ -159,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.tape:
             parser.error("--tape is required with --mode replay")
         records = replay(args.tape, args.speed)
+    elif args.mode == "yfinance":
+        from ingestion.live_quotes import YahooQuotePoller
+
+        symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
+        records = YahooQuotePoller(symbols, min_interval_seconds=args.poll_seconds).records()
     else:
         records = paced(SyntheticTicks(seed=args.seed, malformed_every=args.malformed_every,
                                        late_every=args.late_every).events(args.count),

@@ -41,7 +41,7 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _yf_download(**kwargs: Any) -> pd.DataFrame:
+def yf_download(**kwargs: Any) -> pd.DataFrame:
     import yfinance as yf
 
     return yf.download(**kwargs)
@@ -52,7 +52,7 @@ class YahooFinanceSource(MarketDataSource):
     batch_size: int = 50  # tickers per request
     retries: int = 5
     backoff_seconds: float = 2.0
-    download: Callable[..., pd.DataFrame] = _yf_download  # injectable: tests pass recorded frames
+    download: Callable[..., pd.DataFrame] = yf_download  # injectable: tests pass recorded frames
     sleep: Callable[[float], None] = time.sleep
     name: SourceName = field(default=SourceName.YFINANCE, init=False)
 
@@ -66,7 +66,7 @@ class YahooFinanceSource(MarketDataSource):
         return conform(pd.concat(frames, ignore_index=True)) if frames else empty_frame()
 
     def _batch(self, symbols: list[str], start: date, end: date, interval: BarInterval) -> pd.DataFrame:
-        raw = self._with_retries(lambda: self.download(
+        raw = self.with_retries(lambda: self.download(
             tickers=symbols, start=start.isoformat(), end=end.isoformat(), interval=interval.value,
             auto_adjust=False, actions=True, group_by="ticker", threads=True, progress=False,
             multi_level_index=True, repair=False,
@@ -95,7 +95,7 @@ class YahooFinanceSource(MarketDataSource):
         out["source"] = self.name.value
         return out
 
-    def _with_retries(self, call: Callable[[], pd.DataFrame], symbols: list[str]) -> pd.DataFrame:
+    def with_retries(self, call: Callable[[], pd.DataFrame], symbols: list[str]) -> pd.DataFrame:
         transient = _transient_errors()
         for attempt in range(1, self.retries + 1):
             try:
