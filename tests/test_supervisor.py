@@ -62,3 +62,18 @@ def test_supervised_stream_fills_the_realtime_tables_and_stops_cleanly(stack, se
                                json.dumps({"action": "stop"})], settings, capture=True)
     assert stopped.returncode == 0
     assert all(running(settings, p) is None for p in (PRODUCER, SINK, STREAM))
+
+
+def test_kafka_mode_lag_reads_the_offsets_spark_reports_in_its_progress():
+    """The progress shape is StreamingQueryProgress.sources[].endOffset of Spark's Kafka source
+    (constructed here: the connector is not available on this machine)."""
+    from tickerlake.supervisor import kafka_source_positions
+
+    source = {"description": "KafkaV2[Subscribe[tickerlake.ticks]]",
+              "startOffset": {"tickerlake.ticks": {"0": 1, "1": 0}},
+              "endOffset": {"tickerlake.ticks": {"0": 534, "1": 134}}}
+    progress = {"queries": {"ticks_iceberg": {"batchId": 7, "sources": [source]}}}
+    assert kafka_source_positions(progress) == {0: 534, 1: 134}
+    as_text = {"queries": {"ticks_iceberg": {"sources": [{**source, "endOffset": json.dumps(source["endOffset"])}]}}}
+    assert kafka_source_positions(as_text) == {0: 534, 1: 134}
+    assert kafka_source_positions(None) == {}

@@ -75,11 +75,10 @@ def read_progress(s3) -> dict | None:
     return json.loads(body.read())
 
 
-def kafka_lag(settings: Settings, s3) -> dict[int, int]:
-    """Records in the topic not yet landed, per partition (end offset - durable landing position)."""
+def kafka_lag(settings: Settings, positions: dict[int, int]) -> dict[int, int]:
+    """Records in the topic past `positions` (the next offset to read), per partition."""
     from kafka import TopicPartition
 
-    from ingestion.landing_sink import durable_positions
     from tickerlake.clients import kafka_consumer
 
     consumer = kafka_consumer(settings.kafka, group_id=None)
@@ -88,8 +87,25 @@ def kafka_lag(settings: Settings, s3) -> dict[int, int]:
         ends = consumer.end_offsets([TopicPartition(Topic.TICKS.value, p) for p in partitions])
     finally:
         consumer.close()
-    landed = durable_positions(s3)
-    return {tp.partition: end - landed.get(tp.partition, 0) for tp, end in ends.items()}
+    return {tp.partition: end - positions.get(tp.partition, 0) for tp, end in ends.items()}
+
+
+def kafka_source_positions(progress: dict | None) -> dict[int, int]:
+    """Kafka mode: the next offset per partition the job has committed, from its progress.
+
+    StreamingQueryProgress.sources[i].endOffset of Spark's Kafka source is
+    {"topic": {"partition": next_offset}} (a JSON string or an object, by Spark version)."""
+    query = ((progress or {}).get("queries", {}).get("ticks_iceberg") or {})
+    for source in query.get("sources") or []:
+        end = source.get("endOffset")
+        if isinstance(end, str):
+            try:
+                end = json.loads(end)
+            except ValueError:
+                continue
+        if isinstance(end, dict) and Topic.TICKS.value in end:
+            return {int(p): int(o) for p, o in end[Topic.TICKS.value].items()}
+    return {}
 
 
 def _stall_state(settings: Settings) -> Path:
@@ -133,14 +149,19 @@ def supervise(*, demo_producer: bool = False, stall_seconds: float = 180.0,
                 report[PRODUCER.name] = ensure_running(settings, PRODUCER)
             if source is StreamSource.LANDING:
                 report[SINK.name] = ensure_running(settings, SINK)
-            lag = kafka_lag(settings, s3) if source is StreamSource.LANDING else {}
             progress = read_progress(s3)
+            if source is StreamSource.LANDING:  # what the sink has not landed yet
+                from ingestion.landing_sink import durable_positions
+
+                lag = kafka_lag(settings, durable_positions(s3))
+            else:  # what the job's Kafka source has not read yet
+                lag = kafka_lag(settings, kafka_source_positions(progress))
             if running(settings, STREAM) is not None and is_stalled(settings, progress, sum(lag.values()),
                                                                     stall_seconds):
                 stop_proc(settings, STREAM, signal.SIGKILL)  # hung: a graceful stop would hang too
                 report["restarted_stalled_job"] = True
             report[STREAM.name] = ensure_running(settings, STREAM)
-            report["landing_lag"] = lag
+            report["kafka_lag"] = lag
             iceberg = ((progress or {}).get("queries", {}).get("ticks_iceberg") or {})
             report["last_batch"] = iceberg.get("batchId")
             report["input_rows_per_second"] = iceberg.get("inputRowsPerSecond")
