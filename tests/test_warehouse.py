@@ -21,7 +21,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tickerlake.names import Bucket
 from tickerlake.warehouse.base import ConsistencyError, check_dataset, load_dataset, raise_on_mismatch
 from tickerlake.warehouse.datasets import ARROW, Datasets, Kind, LakeObject, list_partitions
 

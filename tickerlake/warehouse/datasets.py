@@ -21,7 +21,7 @@ from typing import Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tickerlake.names import (PROCESSED_ANOMALIES_PREFIX, PROCESSED_BARS_PREFIX, REALTIME_BARS_PREFIX,
+from tickerlake.names import (PROCESSED_ANOMALIES_PREFIX, REALTIME_BARS_PREFIX,
                               REALTIME_TICKS_PREFIX, Bucket, processed_bars_prefix)
 from tickerlake.schemas import INDICATOR_COLUMNS
 
@@ -180,7 +180,7 @@ def _partition_of(dataset: Dataset, key: str) -> str | None:
     parts = relative.split("/")
     if len(parts) != len(dataset.partition_by) + 1 or not parts[-1].endswith(".parquet"):
         return None
-    for hive_key, part in zip(dataset.partition_by, parts[:-1]):
+    for hive_key, part in zip(dataset.partition_by, parts[:-1], strict=True):
         name, _, value = part.partition("=")
         if name != hive_key or not PARTITION_VALUE[hive_key].match(value):
             return None
@@ -273,4 +273,4 @@ def lake_key_rows(s3, dataset: Dataset, objects: list[LakeObject]) -> Iterable[t
     lake_keys = [c.lake for c in dataset.file_keys]
     for obj in objects:
         table = read_object(s3, obj, dataset, columns=lake_keys)
-        yield from zip(*(table.column(lake).to_pylist() for lake in lake_keys))
+        yield from zip(*(table.column(lake).to_pylist() for lake in lake_keys), strict=True)

@@ -185,7 +185,7 @@ class SnowflakeWarehouse(Warehouse):
                     "INSERT INTO LOAD_LEDGER (DATASET, LAKE_PARTITION, BUCKET, OBJECT_KEY, ETAG, ROW_COUNT, TARGET) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     [(dataset.name, partition, o.bucket, o.key, o.etag, n, dataset.target.upper())
-                     for o, n in zip(objects, rows)])
+                     for o, n in zip(objects, rows, strict=True)])
 
     def drop_partition(self, dataset: Dataset, partition: str) -> None:
         self._execute(f"DELETE FROM {self.table(dataset.target)} t WHERE {self.dialect.predicate(dataset, partition)}")
