@@ -3,14 +3,25 @@ in one transaction per partition. Connects as the loader role, which writes but 
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tickerlake.errors import TickerlakeError
 from tickerlake.settings import PostgresSettings
 from tickerlake.warehouse.base import Backend, Dialect, Warehouse
-from tickerlake.warehouse.datasets import Dataset, Kind, LakeObject, read_object
+from tickerlake.warehouse.datasets import ARROW, Dataset, Kind, LakeObject, read_object
 
 SCHEMA = "warehouse"
 STAGING = "pg_temp.stg_load"
+
+
+def _as_target(dataset: Dataset, partition: str, table: pa.Table) -> pa.Table:
+    """Lake columns renamed to the target's, plus the partition's fixed values as columns."""
+    columns = {c.name: table.column(c.lake) for c in dataset.columns}
+    for column, (value, kind) in dataset.partition_columns(partition).items():
+        typed = pa.array([value] * table.num_rows, pa.string())
+        columns[column] = typed.cast(ARROW[kind]) if kind is not Kind.DATE else \
+            pc.strptime(typed, "%Y-%m-%d", "s").cast(pa.date32())
+    return pa.table(columns)
 
 
 class PostgresDialect(Dialect):
@@ -42,6 +53,7 @@ class PostgresWarehouse(Warehouse):
             raise TickerlakeError(f"cannot connect to the Postgres warehouse at {pg.host}:{pg.port} "
                                   f"as {pg.loader_user}: {str(exc).splitlines()[0]}") from None
         self.label = f"postgres://{pg.host}:{pg.port}/{pg.database}"
+        self._known_symbols: set[str] | None = None
 
     def table(self, name: str) -> str:
         return f"{SCHEMA}.{self.dialect.ident(name)}"
@@ -78,25 +90,48 @@ class PostgresWarehouse(Warehouse):
 
     def replace_partition(self, dataset: Dataset, partition: str, objects: list[LakeObject], s3) -> int:
         tables = [read_object(s3, obj, dataset) for obj in objects]
+        rows = [t.num_rows for t in tables]
         target, d = self.table(dataset.target), self.dialect
         try:
             with self.conn.cursor() as cur:
-                cur.execute(f"DROP TABLE IF EXISTS {STAGING}")
-                cur.execute(f"CREATE TEMP TABLE stg_load {d.staging_ddl(dataset)}")
-                for table in tables:
-                    if table.num_rows:
-                        cur.adbc_ingest("stg_load", table, mode="append", temporary=True)
-                cur.execute(d.upsert(dataset, partition, target, STAGING))
-                cur.execute(d.delete_missing(dataset, partition, target, STAGING))
-                cur.execute(f"INSERT INTO {self.table('dim_symbol')} (symbol) SELECT DISTINCT symbol "
-                            f"FROM {STAGING} WHERE symbol IS NOT NULL ON CONFLICT (symbol) DO NOTHING")
-                self._write_ledger(cur, dataset, partition, objects, [t.num_rows for t in tables])
-                cur.execute(f"DROP TABLE {STAGING}")
+                cur.execute(f"SELECT EXISTS (SELECT 1 FROM {target} t WHERE {d.predicate(dataset, partition)})")
+                if not cur.fetchone()[0]:
+                    # A partition the warehouse has no row of (its first load): COPY straight into
+                    # the target, as Iceberg's first load appends; nothing to upsert or delete.
+                    for table in tables:
+                        if table.num_rows:
+                            cur.adbc_ingest(dataset.target, _as_target(dataset, partition, table),
+                                            mode="append", db_schema_name=SCHEMA)
+                else:
+                    cur.execute(f"DROP TABLE IF EXISTS {STAGING}")
+                    cur.execute(f"CREATE TEMP TABLE stg_load {d.staging_ddl(dataset)}")
+                    for table in tables:
+                        if table.num_rows:
+                            cur.adbc_ingest("stg_load", table, mode="append", temporary=True)
+                    cur.execute(d.upsert(dataset, partition, target, STAGING))
+                    cur.execute(d.delete_missing(dataset, partition, target, STAGING))
+                    cur.execute(f"DROP TABLE {STAGING}")
+                self._add_symbols(cur, tables)
+                self._write_ledger(cur, dataset, partition, objects, rows)
             self.conn.commit()
         except BaseException:
             self.conn.rollback()
+            self._known_symbols = None  # the rolled-back inserts are not known any more
             raise
-        return sum(t.num_rows for t in tables)
+        return sum(rows)
+
+    def _add_symbols(self, cur, tables: list[pa.Table]) -> None:
+        """New symbols into dim_symbol (the ones this loader has not seen are looked up once)."""
+        if self._known_symbols is None:
+            cur.execute(f"SELECT symbol FROM {self.table('dim_symbol')}")
+            self._known_symbols = {r[0] for r in cur.fetchall()}
+        seen = set()
+        for table in tables:
+            seen.update(pc.unique(table.column("symbol")).to_pylist())
+        new = sorted(s for s in seen - self._known_symbols if s is not None)
+        if new:
+            cur.adbc_ingest("dim_symbol", pa.table({"symbol": new}), mode="append", db_schema_name=SCHEMA)
+            self._known_symbols.update(new)
 
     def _write_ledger(self, cur, dataset: Dataset, partition: str, objects: list[LakeObject],
                       rows: list[int]) -> None:
