@@ -32,16 +32,15 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def send(producer, rate: float, seconds: float, tag: str) -> dict[str, float]:
-    """Publish at `rate` for `seconds`; event id -> wall time it was sent."""
+def send(producer, rate: float, seconds: float, tag: str, sent: dict[str, float]) -> None:
+    """Publish at `rate` for `seconds`, recording each event id's send time in `sent`."""
     from datetime import datetime, timezone
 
     from ingestion.producer import SyntheticTicks, paced, publish
 
-    sent: dict[str, float] = {}
-
     def stamped():
-        for key, value in SyntheticTicks(seed=7).events():
+        # Stamped after pacing: an event the pacer pulls but never releases is never "sent".
+        for key, value in paced(SyntheticTicks(seed=7).events(), rate, seconds):
             event = json.loads(value)
             now = time.time()
             event.update(event_id=f"{tag}-{len(sent)}", source=tag,
@@ -49,17 +48,21 @@ def send(producer, rate: float, seconds: float, tag: str) -> dict[str, float]:
             sent[event["event_id"]] = now
             yield key, json.dumps(event).encode()
 
-    publish(paced(stamped(), rate, seconds), producer)
-    return sent
+    publish(stamped(), producer)
 
 
-def watch(table, tag: str, expected: set[str], poll: float, deadline: float) -> dict[str, float]:
-    """event id -> wall time it was first seen in the table."""
+def watch(table, tag: str, sent: dict[str, float], sending_done, poll: float, drain: float) -> dict[str, float]:
+    """event id -> wall time it was first seen in the table; polls while the events are being
+    sent (a thread), until every sent event is seen or `drain` seconds after sending ended."""
     from pyiceberg.expressions import EqualTo
 
     seen: dict[str, float] = {}
-    snapshot = None
-    while len(seen) < len(expected) and time.time() < deadline:
+    snapshot, deadline = None, None
+    while True:
+        if sending_done.is_set():
+            deadline = deadline or time.time() + drain
+            if len(seen) >= len(sent) or time.time() > deadline:
+                return seen
         table.refresh()
         current = table.current_snapshot()
         if current is not None and current.snapshot_id != snapshot:
@@ -69,7 +72,22 @@ def watch(table, tag: str, expected: set[str], poll: float, deadline: float) -> 
             for event_id in ids.column("event_id").to_pylist():
                 seen.setdefault(event_id, now)
         time.sleep(poll)
-    return seen
+
+
+def measure(producer, table, rate: float, seconds: float, tag: str, poll: float, drain: float):
+    """Send at `rate` while a thread watches the table: (sent, seen) times per event id."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    sent: dict[str, float] = {}
+    done = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        watcher = pool.submit(watch, table, tag, sent, done, poll, drain)
+        try:
+            send(producer, rate, seconds, tag, sent)
+        finally:
+            done.set()
+        return sent, watcher.result()
 
 
 def main() -> int:
@@ -92,7 +110,8 @@ def main() -> int:
             for proc in (supervisor.SINK, supervisor.STREAM):
                 print(f"{proc.name}: {supervisor.ensure_running(settings, proc)}", flush=True)
             # Warm-up: the job's first batches create the tables and compile the plans.
-            warm = send(producer, 50, 5, "warmup")
+            warm: dict[str, float] = {}
+            send(producer, 50, 5, "warmup", warm)
             catalog, table = iceberg_catalog(settings), None
             deadline = time.time() + 300
             while table is None and time.time() < deadline:
@@ -102,12 +121,15 @@ def main() -> int:
                     time.sleep(1)
             if table is None:
                 raise SystemExit("the streaming job did not create realtime.ticks within 300 s")
-            watch(table, "warmup", set(warm), args.poll, time.time() + args.drain)
+            import threading
+
+            finished = threading.Event()
+            finished.set()
+            watch(table, "warmup", warm, finished, args.poll, args.drain)
             print("warm-up done", flush=True)
             for rate in rates:
                 tag = f"bench-{int(rate)}"
-                sent = send(producer, rate, args.seconds, tag)
-                seen = watch(table, tag, set(sent), args.poll, time.time() + args.drain)
+                sent, seen = measure(producer, table, rate, args.seconds, tag, args.poll, args.drain)
                 latencies = np.array([seen[e] - sent[e] for e in sent if e in seen])
                 span = max(seen.values()) - min(sent.values()) if seen else float("nan")
                 results.append((rate, len(sent), len(seen), len(seen) / span if seen else 0.0,
