@@ -129,7 +129,7 @@ def main() -> int:
 
     bulk_rate, base_rate = report.rows_loaded / bulk_seconds, base_rows / base_seconds
     print(f"\n{'run':<34}{'rows':>12}{'seconds':>10}{'rows/s':>12}")
-    print(f"{'bulk (ADBC COPY + upsert)':<34}{report.rows_loaded:>12,}{bulk_seconds:>10.1f}{bulk_rate:>12,.0f}")
+    print(f"{'bulk (ADBC COPY, upsert when changed)':<34}{report.rows_loaded:>12,}{bulk_seconds:>10.1f}{bulk_rate:>12,.0f}")
     print(f"{'baseline (psycopg executemany)':<34}{base_rows:>12,}{base_seconds:>10.1f}{base_rate:>12,.0f}")
     print(f"ratio (bulk rows/s / baseline rows/s): {bulk_rate / base_rate:.1f}")
     print(f"rerun with nothing changed: {rerun.rows_loaded} rows loaded, {rerun.partitions_unchanged:,} "
