@@ -204,10 +204,6 @@ def print_lake_summary(settings) -> None:
                                                        top.to_string(index=False).splitlines()))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def print_warehouse_summary(settings) -> None:
     from tickerlake.warehouse import open_warehouse
     from tickerlake.warehouse.pipeline import preview_views
@@ -229,3 +225,8 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -12,7 +12,10 @@ from tickerlake.warehouse.base import (LoadReport, PartitionCheck, check_dataset
 from tickerlake.warehouse.datasets import Dataset, Datasets
 from tickerlake.warehouse.live_bars import export_live_bars
 
-VIEWS = ("v_latest_quote", "v_daily_top_movers", "v_recent_anomalies", "v_indicator_snapshot")
+# The analyst views, each with the order its preview is shown in.
+VIEW_ORDER = {"v_latest_quote": "symbol", "v_daily_top_movers": "date DESC, mover_rank",
+              "v_recent_anomalies": "days_ago, symbol", "v_indicator_snapshot": "symbol"}
+VIEWS = tuple(VIEW_ORDER)
 
 
 def _chosen(names: Iterable[str] | None) -> list[Dataset]:
@@ -48,6 +51,8 @@ def preview_views(settings: Settings, rows: int = 3,
     out = {}
     with open_warehouse(settings, snowflake_connect) as warehouse:
         for view in VIEWS:
+            order = ", ".join(f"{warehouse.dialect.ident(c.split()[0])} {' '.join(c.split()[1:])}".strip()
+                              for c in VIEW_ORDER[view].split(", "))
             out[view] = warehouse.query_table(
-                f"SELECT * FROM {warehouse.table(view)} ORDER BY 1 DESC LIMIT {int(rows)}")
+                f"SELECT * FROM {warehouse.table(view)} ORDER BY {order} LIMIT {int(rows)}")
     return out
