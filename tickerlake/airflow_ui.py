@@ -1,7 +1,7 @@
 """`python -m tickerlake.airflow_ui up|down|status`: the Airflow web UI on 127.0.0.1 (`make airflow-ui`).
 
-Runs Airflow's components separately rather than `airflow standalone`, which binds its log
-servers to 0.0.0.0: `api-server` (UI + REST API), `scheduler --skip-serve-logs`,
+Runs Airflow's components separately rather than `airflow standalone`, whose log servers listen
+on every interface: `api-server` (UI + REST API), `scheduler --skip-serve-logs`,
 `dag-processor` and `triggerer --skip-serve-logs`, LocalExecutor on the stack's Postgres, each
 detached and tracked by PID under the state directory (stopped by PID with `down`).
 

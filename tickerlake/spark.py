@@ -76,7 +76,7 @@ def build_spark_session(app_name: str, settings: Settings | None = None,
 
     settings = settings or get_settings()
     if settings.spark.master.startswith("local"):
-        # The Spark UI and block manager bind to SPARK_LOCAL_IP; without it they take 0.0.0.0.
+        # The Spark UI and block manager bind to SPARK_LOCAL_IP; without it they listen on every interface.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         # Python workers run this interpreter (the venv's), not whatever `python3` is on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

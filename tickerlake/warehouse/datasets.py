@@ -82,10 +82,6 @@ class Dataset:
         return fixed
 
     @property
-    def lake_columns(self) -> list[str]:
-        return [c.lake for c in self.columns]
-
-    @property
     def file_keys(self) -> list[Column]:
         """The key columns stored in the files (the others are fixed per partition)."""
         by_name = {c.name: c for c in self.columns}
@@ -156,10 +152,6 @@ class Datasets(Enum):
     @classmethod
     def all(cls) -> list[Dataset]:
         return [m.value for m in cls]
-
-
-PROCESSED_DATASETS = [d.name for d in Datasets.all() if d.bucket is Bucket.PROCESSED]
-REALTIME_DATASETS = [d.name for d in Datasets.all() if d.bucket is Bucket.REALTIME]
 
 
 @dataclass(frozen=True)

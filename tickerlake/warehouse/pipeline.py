@@ -13,8 +13,10 @@ from tickerlake.warehouse.datasets import Dataset, Datasets
 from tickerlake.warehouse.live_bars import export_live_bars
 
 # The analyst views, each with the order its preview is shown in.
-VIEW_ORDER = {"v_latest_quote": "symbol", "v_daily_top_movers": "date DESC, mover_rank",
-              "v_recent_anomalies": "days_ago, symbol", "v_indicator_snapshot": "symbol"}
+VIEW_ORDER = {"v_latest_quote": (("symbol", "ASC"),),
+              "v_daily_top_movers": (("date", "DESC"), ("mover_rank", "ASC")),
+              "v_recent_anomalies": (("days_ago", "ASC"), ("symbol", "ASC")),
+              "v_indicator_snapshot": (("symbol", "ASC"),)}
 VIEWS = tuple(VIEW_ORDER)
 
 
@@ -51,8 +53,8 @@ def preview_views(settings: Settings, rows: int = 3,
     out = {}
     with open_warehouse(settings, snowflake_connect) as warehouse:
         for view in VIEWS:
-            order = ", ".join(f"{warehouse.dialect.ident(c.split()[0])} {' '.join(c.split()[1:])}".strip()
-                              for c in VIEW_ORDER[view].split(", "))
+            order = ", ".join(f"{warehouse.dialect.ident(column)} {direction}"
+                              for column, direction in VIEW_ORDER[view])
             out[view] = warehouse.query_table(
                 f"SELECT * FROM {warehouse.table(view)} ORDER BY {order} LIMIT {int(rows)}")
     return out

@@ -193,7 +193,8 @@ class SnowflakeWarehouse(Warehouse):
 
     def forget(self, dataset: Dataset, partitions: list[str] | None = None) -> int:
         if partitions is None:
-            return len(self._execute("DELETE FROM LOAD_LEDGER WHERE DATASET = %s", (dataset.name,)))
+            deleted = self._execute("DELETE FROM LOAD_LEDGER WHERE DATASET = %s", (dataset.name,))
+            return int(deleted[0][0]) if deleted else 0  # Snowflake answers DELETE with one count row
         for partition in partitions:
             self._write_ledger(dataset, partition, [], [])
         return len(partitions)
