@@ -170,11 +170,12 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
     timings: dict[str, float] = {}
     with _timed(timings, "list_raw"):
         paths = raw_paths(s3, interval, args.source, args.start, args.end)
-    if not paths:
-        raise TransformError(f"no raw objects for source={args.source} interval={interval} "
-                             f"in {args.start}..{args.end} (run the backfill first)")
-    raw = (spark.read.schema(OHLCV_RAW_DDL).option("header", True).option("mode", "PERMISSIVE")
-           .csv(paths).withColumn("source_file", F.input_file_name()))
+        if not paths:
+            raise TransformError(f"no raw objects for source={args.source} interval={interval} "
+                                 f"in {args.start}..{args.end} (run the backfill first)")
+        # Spark checks every path again here (one HEAD each): timed with the listing it repeats.
+        raw = (spark.read.schema(OHLCV_RAW_DDL).option("header", True).option("mode", "PERMISSIVE")
+               .csv(paths).withColumn("source_file", F.input_file_name()))
     checked = validate(raw).withColumn("date", session_date("ts")).cache()
     with _timed(timings, "read_validate"):
         checked.count()
@@ -217,9 +218,14 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
         return out[BARS_COLUMNS]
 
     computed = series.groupBy("symbol").applyInPandas(compute, schema=BARS_DDL)
-    result = computed.where(in_interval).cache()
     with _timed(timings, "indicators"):
+        # A checkpoint, not cache(): it cuts the lineage, so unpersisting `checked` below cannot
+        # make Spark rebuild this (uncaching a plan re-plans and empties every cache built on it).
+        result = computed.where(in_interval).localCheckpoint(eager=True)
         rows = result.count()
+    # Every later stage reads `result` only: give it the memory the raw rows held (at 10M bars
+    # both no longer fit an 8 GB driver, and blocks go to disk and back).
+    checked.unpersist()
     with _timed(timings, "parquet"):
         replace_partitions(result, Bucket.PROCESSED, processed_bars_prefix(interval), days, s3)
     with _timed(timings, "iceberg_bars"):
@@ -250,8 +256,7 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
         "quarantine": Bucket.PROCESSED.s3a(quarantine_prefix(interval)),
         "seconds": timings,
     }
-    checked.unpersist()
-    result.unpersist()
+    # `result`'s checkpoint blocks go when it is garbage-collected (Spark's ContextCleaner).
     return summary
 
 
