@@ -28,7 +28,7 @@ def test_spark_writes_iceberg_into_the_lake_and_pyiceberg_reads_it(spark, s3, se
     table = iceberg_catalog(settings).load_table(f"{Namespace.PROCESSED.value}.{iceberg_roundtrip.TABLE}")
     arrow = table.scan().to_arrow()
     assert arrow.num_rows == len(iceberg_roundtrip.ROWS)
-    assert sorted(zip(arrow["id"].to_pylist(), arrow["symbol"].to_pylist(), arrow["price"].to_pylist())) \
+    assert sorted(zip(arrow["id"].to_pylist(), arrow["symbol"].to_pylist(), arrow["price"].to_pylist(), strict=True)) \
         == sorted(iceberg_roundtrip.ROWS)
 
 
