@@ -1,7 +1,7 @@
 """Benchmark: the Spark batch transform against a single-process pandas + TA-Lib baseline.
 
     .venv/bin/python -m benchmarks.batch_transform --interval 1m --symbols 50 --days 52   # ~1M bars
-    .venv/bin/python -m benchmarks.batch_transform --interval 1m --symbols 100 --days 256 # ~10M bars
+    .venv/bin/python -m benchmarks.batch_transform --interval 1m --symbols 100 --days 256 --driver-memory 8g  # ~10M bars, ~18 min
     .venv/bin/python -m benchmarks.batch_transform --interval 1d --symbols 500 --days 500
 
 It starts a private stack (nothing shared with `make up`), generates the bars with the synthetic
