@@ -34,33 +34,33 @@ venv: .venv/.installed  ## the Python 3.11 venv with the pinned requirements
 env: .env  ## .env from .env.example, with fresh random secrets
 
 .env:
-	$(PY) -m tickerlake.envfile .env
+	$(PY) -m tickerlake.dev.envfile .env
 
 jars: venv  ## the Spark jars, pinned and SHA-256-checked, into ./jars
-	$(PY) -m tickerlake.jars
+	$(PY) -m tickerlake.dev.jars
 
 up: setup  ## start the local stack (127.0.0.1) and initialise it
-	$(PY) -m tickerlake.stack up
+	$(PY) -m tickerlake.dev.stack up
 	$(PY) -m minio_init
 
 down:  ## stop the local stack and the Airflow UI (by PID)
-	$(PY) -m tickerlake.airflow_ui down
-	$(PY) -m tickerlake.stack down
+	$(PY) -m tickerlake.dev.airflow_ui down
+	$(PY) -m tickerlake.dev.stack down
 
 status:  ## health of each local service
-	$(PY) -m tickerlake.stack status
+	$(PY) -m tickerlake.dev.stack status
 
 smoke: up  ## run the lake_smoke DAG with `airflow dags test`
-	$(PY) -m tickerlake.airflow_local dags test lake_smoke 2026-01-02
+	$(PY) -m tickerlake.dev.airflow_local dags test lake_smoke 2026-01-02
 
 demo: setup  ## THE MAIN JOB: stack up, init, DAGs, summary
-	$(PY) -m tickerlake.demo
+	$(PY) -m tickerlake.dev.demo
 
 airflow-ui: up  ## the Airflow web UI on 127.0.0.1:8080 (api-server, scheduler, dag-processor, triggerer); prints the login
-	$(PY) -m tickerlake.airflow_ui up
+	$(PY) -m tickerlake.dev.airflow_ui up
 
 airflow-ui-down:  ## stop the Airflow components (by PID)
-	$(PY) -m tickerlake.airflow_ui down
+	$(PY) -m tickerlake.dev.airflow_ui down
 
 warehouse-load: up  ## load the lake into the warehouse and check it, outside Airflow
 	$(PY) -m tickerlake.warehouse load

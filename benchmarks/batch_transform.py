@@ -57,8 +57,8 @@ def baseline(settings, interval: str, start: date, end: date) -> int:
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from tickerlake.clients import arrow_s3_filesystem, s3_client
-    from tickerlake.names import Bucket, raw_ohlcv_source_prefix
+    from tickerlake.core.clients import arrow_s3_filesystem, s3_client
+    from tickerlake.core.names import Bucket, raw_ohlcv_source_prefix
 
     s3 = s3_client(settings.s3)
     by_symbol: dict[str, list[str]] = {}
@@ -89,7 +89,7 @@ def baseline(settings, interval: str, start: date, end: date) -> int:
 
 def _valid_bars(raw: pd.DataFrame) -> pd.DataFrame:
     """The job's validation rules and dedup, in pandas: typed, valid, unique, in time order."""
-    from tickerlake.schemas import OHLCV_COLUMNS
+    from tickerlake.core.datasets import OHLCV_COLUMNS
 
     frame = raw[OHLCV_COLUMNS].copy()
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce")
@@ -129,8 +129,8 @@ def _prepare(symbols: list[str], start: date, end: date, interval: str) -> int:
     """Generate and backfill the raw CSV (in a child process: its memory goes back to the OS)."""
     from ingestion.backfill import backfill
     from ingestion.sources.synthetic import SyntheticMarket
-    from tickerlake.clients import s3_client
-    from tickerlake.settings import get_settings
+    from tickerlake.core.clients import s3_client
+    from tickerlake.core.settings import get_settings
 
     s3, market, written = s3_client(get_settings().s3), SyntheticMarket(seed=1), 0
     for i in range(0, len(symbols), 10):  # bounded memory: 10 symbols at a time
@@ -139,7 +139,7 @@ def _prepare(symbols: list[str], start: date, end: date, interval: str) -> int:
 
 
 def _timed_baseline(interval: str, start: date, end: date) -> tuple[int, float]:
-    from tickerlake.settings import get_settings
+    from tickerlake.core.settings import get_settings
 
     t0 = time.perf_counter()
     rows = baseline(get_settings(), interval, start, end)
@@ -157,12 +157,12 @@ def _in_child(function, *args):
 
 def main() -> int:
     args = parse_args()
-    from tickerlake.stack.private import private_stack
+    from tickerlake.dev.private import private_stack
 
     with private_stack({"TICKERLAKE_SPARK_DRIVER_MEMORY": args.driver_memory,
                         "TICKERLAKE_SPARK_SHUFFLE_PARTITIONS": "4"}):
         from spark_jobs import transform_bars
-        from tickerlake.spark import build_spark_session
+        from tickerlake.core.spark import build_spark_session
 
         start, end = session_range(args.days)
         symbols = [f"S{i:04d}" for i in range(args.symbols)]

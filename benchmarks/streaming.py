@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import time
+from datetime import UTC
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def parse_args() -> argparse.Namespace:
 
 def send(producer, rate: float, seconds: float, tag: str, sent: dict[str, float]) -> None:
     """Publish at `rate` for `seconds`, recording each event id's send time in `sent`."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from ingestion.producer import SyntheticTicks, paced, publish
 
@@ -44,7 +45,7 @@ def send(producer, rate: float, seconds: float, tag: str, sent: dict[str, float]
             event = json.loads(value)
             now = time.time()
             event.update(event_id=f"{tag}-{len(sent)}", source=tag,
-                         event_time=datetime.fromtimestamp(now, timezone.utc).isoformat())
+                         event_time=datetime.fromtimestamp(now, UTC).isoformat())
             sent[event["event_id"]] = now
             yield key, json.dumps(event).encode()
 
@@ -93,15 +94,15 @@ def measure(producer, table, rate: float, seconds: float, tag: str, poll: float,
 def main() -> int:
     args = parse_args()
     rates = [float(r) for r in args.rates.split(",")]
-    from tickerlake.stack.private import private_stack
+    from tickerlake.dev.private import private_stack
 
     with private_stack({"TICKERLAKE_STREAM_TRIGGER_SECONDS": "1", "TICKERLAKE_STREAM_SOURCE": "landing",
                         "TICKERLAKE_SPARK_DRIVER_MEMORY": "2g"}):
         from tickerlake import supervisor
-        from tickerlake.clients import kafka_producer
-        from tickerlake.names import Table
-        from tickerlake.settings import get_settings
-        from tickerlake.spark import iceberg_catalog
+        from tickerlake.core.clients import kafka_producer
+        from tickerlake.core.iceberg import iceberg_catalog
+        from tickerlake.core.names import Table
+        from tickerlake.core.settings import get_settings
 
         settings = get_settings()
         producer = kafka_producer(settings.kafka)

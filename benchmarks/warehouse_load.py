@@ -21,7 +21,7 @@ import argparse
 import io
 import os
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -39,7 +39,7 @@ def parse_args() -> argparse.Namespace:
 def bars(dataset, day: date, symbols: int, rng: np.random.Generator) -> pa.Table:
     from tickerlake.warehouse.datasets import ARROW, Kind
 
-    ts = datetime(day.year, day.month, day.day, 14, 30, tzinfo=timezone.utc)
+    ts = datetime(day.year, day.month, day.day, 14, 30, tzinfo=UTC)
     columns = {}
     for column in dataset.columns:
         if column.lake == "symbol":
@@ -60,7 +60,7 @@ def bars(dataset, day: date, symbols: int, rng: np.random.Generator) -> pa.Table
 
 def baseline(settings, dataset, s3, objects, limit: int) -> int:
     """Row-by-row upserts with psycopg executemany into a copy of the target table."""
-    from tickerlake.clients import pg_connect
+    from tickerlake.core.clients import pg_connect
     from tickerlake.warehouse.datasets import read_object
 
     target = dataset.target_columns()
@@ -88,11 +88,11 @@ def baseline(settings, dataset, s3, objects, limit: int) -> int:
 
 def main() -> int:
     args = parse_args()
-    from tickerlake.stack.private import private_stack
+    from tickerlake.dev.private import private_stack
 
     with private_stack():
-        from tickerlake.clients import s3_client
-        from tickerlake.settings import get_settings
+        from tickerlake.core.clients import s3_client
+        from tickerlake.core.settings import get_settings
         from tickerlake.warehouse.base import check_dataset, load_dataset, raise_on_mismatch
         from tickerlake.warehouse.datasets import Datasets, list_partitions
         from tickerlake.warehouse.postgres import PostgresWarehouse
@@ -129,7 +129,8 @@ def main() -> int:
 
     bulk_rate, base_rate = report.rows_loaded / bulk_seconds, base_rows / base_seconds
     print(f"\n{'run':<34}{'rows':>12}{'seconds':>10}{'rows/s':>12}")
-    print(f"{'bulk (ADBC COPY, upsert when changed)':<34}{report.rows_loaded:>12,}{bulk_seconds:>10.1f}{bulk_rate:>12,.0f}")
+    label = "bulk (ADBC COPY, upsert when changed)"
+    print(f"{label:<34}{report.rows_loaded:>12,}{bulk_seconds:>10.1f}{bulk_rate:>12,.0f}")
     print(f"{'baseline (psycopg executemany)':<34}{base_rows:>12,}{base_seconds:>10.1f}{base_rate:>12,.0f}")
     print(f"ratio (bulk rows/s / baseline rows/s): {bulk_rate / base_rate:.1f}")
     print(f"rerun with nothing changed: {rerun.rows_loaded} rows loaded, {rerun.partitions_unchanged:,} "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from tickerlake.orchestration import DEFAULT_ARGS, START_DATE, check_stack, spark_submit
+from tickerlake.orchestration.dag_helpers import DEFAULT_ARGS, START_DATE, check_stack, spark_submit
 
 DOC = """
 ### lake_smoke

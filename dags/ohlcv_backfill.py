@@ -5,8 +5,8 @@ from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from ingestion.backfill import DEFAULT_SYMBOLS, plan_jobs, run_job
-from tickerlake.assets import RAW_OHLCV
-from tickerlake.orchestration import DEFAULT_ARGS, START_DATE, interval_from_context
+from tickerlake.orchestration.assets import RAW_OHLCV
+from tickerlake.orchestration.dag_helpers import DEFAULT_ARGS, START_DATE, interval_from_context
 
 DOC = """
 ### ohlcv_backfill

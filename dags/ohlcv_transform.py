@@ -5,9 +5,14 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from tickerlake.assets import PROCESSED_BARS, RAW_OHLCV
-from tickerlake.orchestration import (DEFAULT_ARGS, START_DATE, jobs_from_asset_events,
-                                      spark_submit_options, transform_args)
+from tickerlake.orchestration.assets import PROCESSED_BARS, RAW_OHLCV
+from tickerlake.orchestration.dag_helpers import (
+    DEFAULT_ARGS,
+    START_DATE,
+    jobs_from_asset_events,
+    spark_submit_options,
+    transform_args,
+)
 
 DOC = """
 ### ohlcv_transform

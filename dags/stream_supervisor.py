@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from tickerlake.assets import REALTIME_TICKS
-from tickerlake.orchestration import DEFAULT_ARGS, START_DATE
+from tickerlake.orchestration.assets import REALTIME_TICKS
+from tickerlake.orchestration.dag_helpers import DEFAULT_ARGS, START_DATE
 
 DOC = """
 ### stream_supervisor
@@ -43,8 +43,8 @@ def stream_supervisor():
     # Each round marks the realtime data as updated: the warehouse load is scheduled on it.
     @task(outlets=[REALTIME_TICKS])
     def supervise(params=None) -> dict:
-        from tickerlake.supervisor import stop_all
-        from tickerlake.supervisor import supervise as run_round
+        from tickerlake.streaming.supervisor import stop_all
+        from tickerlake.streaming.supervisor import supervise as run_round
 
         if params["action"] == "stop":
             return stop_all()

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
-from tickerlake.assets import PROCESSED_BARS, REALTIME_TICKS
-from tickerlake.orchestration import DEFAULT_ARGS, START_DATE
+from tickerlake.orchestration.assets import PROCESSED_BARS, REALTIME_TICKS
+from tickerlake.orchestration.dag_helpers import DEFAULT_ARGS, START_DATE
 from tickerlake.warehouse.datasets import Datasets
 
 DOC = """
@@ -43,8 +43,8 @@ the ledger and load everything again. See docs/warehouse.md.
 def warehouse_load():
     @task
     def snapshot_live_bars() -> dict:
-        from tickerlake.clients import s3_client
-        from tickerlake.settings import get_settings
+        from tickerlake.core.clients import s3_client
+        from tickerlake.core.settings import get_settings
         from tickerlake.warehouse.live_bars import export_live_bars
 
         settings = get_settings()
@@ -52,8 +52,8 @@ def warehouse_load():
 
     @task(map_index_template="{{ task.op_kwargs['dataset'] }}")
     def load(dataset: str, params=None) -> dict:
-        from tickerlake.orchestration import snowflake_connect_from_airflow
-        from tickerlake.settings import get_settings
+        from tickerlake.core.settings import get_settings
+        from tickerlake.orchestration.dag_helpers import snowflake_connect_from_airflow
         from tickerlake.warehouse import pipeline
 
         [report] = pipeline.load(get_settings(), [dataset], reload=params["reload"], export_live=False,
@@ -63,8 +63,8 @@ def warehouse_load():
 
     @task
     def consistency_check() -> dict:
-        from tickerlake.orchestration import snowflake_connect_from_airflow
-        from tickerlake.settings import get_settings
+        from tickerlake.core.settings import get_settings
+        from tickerlake.orchestration.dag_helpers import snowflake_connect_from_airflow
         from tickerlake.warehouse import pipeline
 
         checks = pipeline.check(get_settings(), snowflake_connect=snowflake_connect_from_airflow())

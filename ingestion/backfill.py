@@ -5,17 +5,16 @@ interval writes byte-identical objects to the same keys.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Sequence
 
 import pandas as pd
 
 from ingestion.sources.base import MarketDataSource
-from tickerlake.names import Bucket, raw_ohlcv_key
-from tickerlake.schemas import OHLCV_COLUMNS, BarInterval
-
-EXCHANGE_TZ = "America/New_York"
+from tickerlake.core.datasets import OHLCV_COLUMNS, BarInterval
+from tickerlake.core.market import EXCHANGE_TZ
+from tickerlake.core.names import Bucket, raw_ohlcv_key
 
 
 @dataclass(frozen=True)
@@ -101,8 +100,8 @@ def plan_jobs(source: str, interval: str, symbols: Sequence[str], start: date, e
 def run_job(job: dict, source_options: dict | None = None) -> dict:
     """Run one batch against the configured S3 store; returns counts for the task log/XCom."""
     from ingestion.sources.base import source_for
-    from tickerlake.clients import s3_client
-    from tickerlake.settings import get_settings
+    from tickerlake.core.clients import s3_client
+    from tickerlake.core.settings import get_settings
 
     source = source_for(job["source"], **(source_options or {}))
     start, end = date.fromisoformat(job["start"]), date.fromisoformat(job["end"])

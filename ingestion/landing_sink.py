@@ -26,24 +26,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from tickerlake.errors import one_line_errors
-from tickerlake.names import (LANDING_TICKS_PREFIX, Bucket, Topic, landing_key, parse_landing_key)
+from tickerlake.core.errors import one_line_errors
+from tickerlake.core.landing import durable_positions
+from tickerlake.core.names import Bucket, Topic, landing_key
 
 
 @dataclass
 class PartitionBuffer:
     records: list = field(default_factory=list)
     since: float = 0.0
-
-
-def durable_positions(s3, prefix: str = LANDING_TICKS_PREFIX) -> dict[int, int]:
-    """partition -> next offset to land, from the landing objects' names."""
-    positions: dict[int, int] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=Bucket.RAW.value, Prefix=prefix + "/"):
-        for item in page.get("Contents", []):
-            partition, _, last = parse_landing_key(item["Key"])
-            positions[partition] = max(positions.get(partition, 0), last + 1)
-    return positions
 
 
 def encode(record) -> str:
@@ -74,7 +65,7 @@ class LandingSink:
         """Land records until stopped (SIGTERM/SIGINT), idle for `idle_exit` s, or `run_for` s."""
         from kafka import TopicPartition
 
-        from tickerlake.clients import kafka_consumer
+        from tickerlake.core.clients import kafka_consumer
 
         consumer = kafka_consumer(self.kafka_settings, group_id=self.group_id)
         try:
@@ -132,8 +123,8 @@ class LandingSink:
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    from tickerlake.clients import s3_client
-    from tickerlake.settings import get_settings
+    from tickerlake.core.clients import s3_client
+    from tickerlake.core.settings import get_settings
 
     parser = argparse.ArgumentParser(prog="python -m ingestion.landing_sink")
     parser.add_argument("--max-records", type=int, default=5000, help="records per object, at most")

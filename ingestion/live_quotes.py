@@ -16,12 +16,13 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import pandas as pd
 
-from ingestion.sources.yahoo import YahooFinanceSource, yf_download
+from ingestion.sources.yahoo import with_retries, yf_download
 
 log = logging.getLogger(__name__)
 Record = tuple[bytes, bytes]
@@ -35,14 +36,15 @@ class YahooQuotePoller:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     retries: int = 5
+    backoff_seconds: float = 2.0
     _last_bar: dict[str, pd.Timestamp] = field(default_factory=dict, init=False)
 
     def poll(self) -> list[dict[str, Any]]:
         """One request; the events for bars newer than the last published one, per symbol."""
-        source = YahooFinanceSource(retries=self.retries, sleep=self.sleep)
-        frame = source.with_retries(lambda: self.download(
+        frame = with_retries(lambda: self.download(
             tickers=list(self.symbols), period="1d", interval="1m", auto_adjust=False, prepost=False,
-            group_by="ticker", threads=False, progress=False, multi_level_index=True), list(self.symbols))
+            group_by="ticker", threads=False, progress=False, multi_level_index=True), self.symbols,
+            attempts=self.retries, backoff_seconds=self.backoff_seconds, sleep=self.sleep)
         events = []
         for symbol in self.symbols:
             if frame is None or frame.empty or symbol not in frame.columns.get_level_values(0):

@@ -21,14 +21,14 @@ import sys
 import time
 import uuid
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from tickerlake.errors import TickerlakeError, one_line_errors
-from tickerlake.names import Topic
+from tickerlake.core.errors import TickerlakeError, one_line_errors
+from tickerlake.core.names import Topic
 
 Record = tuple[bytes, bytes]  # (key, value)
 
@@ -50,7 +50,7 @@ class SyntheticTicks:
     malformed_every: int = 0
     late_every: int = 0
     late_by: timedelta = timedelta(minutes=30)
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Event ids are unique across runs (a rerun of the producer is new events, not a replay).
     run_id: int = field(default_factory=lambda: secrets.randbits(63))
 
@@ -142,8 +142,8 @@ def publish(records: Iterable[Record], producer, topic: str = Topic.TICKS.value)
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    from tickerlake.clients import kafka_producer
-    from tickerlake.settings import get_settings
+    from tickerlake.core.clients import kafka_producer
+    from tickerlake.core.settings import get_settings
 
     parser = argparse.ArgumentParser(prog="python -m ingestion.producer")
     parser.add_argument("--mode", choices=["synthetic", "replay", "yfinance"], default="synthetic")

@@ -7,8 +7,8 @@ import sys
 from minio_init.buckets import ensure_buckets
 from minio_init.topics import ensure_topics
 from minio_init.warehouse import apply_sql, ensure_databases
-from tickerlake.errors import one_line_errors
-from tickerlake.settings import get_settings
+from tickerlake.core.errors import one_line_errors
+from tickerlake.core.settings import get_settings
 
 STEPS = ("buckets", "topics", "warehouse")
 

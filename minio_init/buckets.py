@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from tickerlake.clients import s3_client
-from tickerlake.names import Bucket
-from tickerlake.settings import S3Settings
+from tickerlake.core.clients import s3_client
+from tickerlake.core.names import Bucket
+from tickerlake.core.settings import S3Settings
 
 
 def ensure_buckets(s3: S3Settings) -> dict[str, str]:

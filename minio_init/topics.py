@@ -4,15 +4,15 @@ from __future__ import annotations
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from tickerlake.clients import kafka_admin
-from tickerlake.names import Topic
-from tickerlake.settings import KafkaSettings
+from tickerlake.core.clients import kafka_admin
+from tickerlake.core.names import Topic
+from tickerlake.core.settings import KafkaSettings
 
 
 def topic_partitions(kafka: KafkaSettings) -> dict[Topic, int]:
-    # The ticks topic is keyed by symbol, so its partition count bounds the stream's parallelism;
-    # the dead-letter topic is low volume.
-    return {Topic.TICKS: kafka.ticks_partitions, Topic.TICKS_DLQ: 1}
+    # The ticks topic is keyed by symbol, so its partition count bounds the stream's parallelism.
+    # There is no dead-letter topic: the streaming job quarantines malformed events in the lake.
+    return {Topic.TICKS: kafka.ticks_partitions}
 
 
 def ensure_topics(kafka: KafkaSettings) -> dict[str, str]:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from psycopg import sql
 
-from tickerlake.clients import pg_connect
-from tickerlake.settings import REPO_ROOT, PostgresSettings
+from tickerlake.core.clients import pg_connect
+from tickerlake.core.settings import REPO_ROOT, PostgresSettings
 
 SQL_DIR = REPO_ROOT / "sql" / "postgres"
 

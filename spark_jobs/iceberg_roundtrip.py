@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import sys
 
-from tickerlake.errors import one_line_errors
-from tickerlake.iceberg import merge_into
-from tickerlake.names import Namespace
-from tickerlake.settings import get_settings
-from tickerlake.spark import build_spark_session, create_iceberg_table, ensure_namespaces
+from tickerlake.core.errors import one_line_errors
+from tickerlake.core.iceberg import create_iceberg_table, ensure_namespaces, merge_into
+from tickerlake.core.names import Namespace
+from tickerlake.core.settings import get_settings
+from tickerlake.core.spark import build_spark_session
 
 TABLE = "smoke_roundtrip"
 ROWS = [(i, f"SYM{i % 5}", round(100 + i * 0.25, 2)) for i in range(100)]

@@ -30,31 +30,25 @@ import signal
 import sys
 import time
 
-from tickerlake.errors import one_line_errors
-from tickerlake.names import (LANDING_TICKS_PREFIX, REALTIME_QUARANTINE_PREFIX, REALTIME_TICKS_PREFIX,
-                              STREAM_STATE_PREFIX, Bucket, Namespace, Table, Topic)
-from tickerlake.settings import Settings, StreamSource, get_settings
+from tickerlake.core.datasets import LIVE_BARS, TICK_EVENT, TICKS
+from tickerlake.core.errors import one_line_errors
+from tickerlake.core.names import (
+    LANDING_TICKS_PREFIX,
+    REALTIME_QUARANTINE_PREFIX,
+    REALTIME_TICKS_PREFIX,
+    STREAM_STATE_PREFIX,
+    Bucket,
+    Table,
+    Topic,
+)
+from tickerlake.core.settings import Settings, StreamSource, get_settings
 
 KAFKA_SOURCE_CLASS = "org.apache.spark.sql.kafka010.KafkaSourceProvider"
 LANDING_SCHEMA = ("partition INT, offset BIGINT, kafka_timestamp BIGINT, key STRING, value STRING, "
                   "value_base64 STRING")
-EVENT_SCHEMA = ("event_id STRING, event_time STRING, symbol STRING, price STRING, size STRING, "
-                "bid STRING, ask STRING, source STRING")
-TICKS_DDL = ("event_id STRING, event_time TIMESTAMP, symbol STRING, price DOUBLE, size BIGINT, "
-             "bid DOUBLE, ask DOUBLE, source STRING, date DATE, kafka_partition INT, kafka_offset BIGINT")
-BARS_DDL = ("symbol STRING, window_start TIMESTAMP, window_end TIMESTAMP, open DOUBLE, high DOUBLE, "
-            "low DOUBLE, close DOUBLE, volume BIGINT, vwap DOUBLE, trades BIGINT, date DATE")
+# Every field read as text first: a wrong type is quarantined with its reason, not NULLed.
+EVENT_SCHEMA = TICK_EVENT.spark_ddl(as_text=True)
 BAR_MINUTES = {Table.LIVE_BARS_1M: 1, Table.LIVE_BARS_5M: 5}
-
-
-def choose_source(spark, requested: StreamSource) -> StreamSource:
-    if requested is not StreamSource.AUTO:
-        return requested
-    try:
-        spark.sparkContext._jvm.java.lang.Class.forName(KAFKA_SOURCE_CLASS)
-        return StreamSource.KAFKA
-    except Exception:  # noqa: BLE001 - py4j wraps ClassNotFoundException
-        return StreamSource.LANDING
 
 
 def read_source(spark, source: StreamSource, settings: Settings):
@@ -111,14 +105,12 @@ def parse(records):
 
 
 def ensure_tables(spark, settings: Settings) -> dict[Table, str]:
-    from tickerlake.spark import create_iceberg_table, ensure_namespaces
+    from tickerlake.core.iceberg import create_declared_table, ensure_namespaces
 
     ensure_namespaces(spark, settings)
-    names = {Table.TICKS: create_iceberg_table(spark, Namespace.REALTIME, Table.TICKS.table,
-                                                        TICKS_DDL, partitioned_by="date", settings=settings)}
+    names = {Table.TICKS: create_declared_table(spark, Table.TICKS, TICKS, settings)}
     for table in BAR_MINUTES:
-        names[table] = create_iceberg_table(spark, Namespace.REALTIME, table.table, BARS_DDL,
-                                            partitioned_by="date", settings=settings)
+        names[table] = create_declared_table(spark, table, LIVE_BARS, settings)
     return names
 
 
@@ -127,7 +119,6 @@ class BatchWriter:
 
     def __init__(self, settings: Settings, tables: dict[Table, str]):
         self.settings, self.tables = settings, tables
-        self.late_events = 0
 
     def watermark(self, spark, s3, batch_id: int):
         """The watermark of this batch: read back if a previous attempt fixed it, else fixed now."""
@@ -140,7 +131,7 @@ class BatchWriter:
         except s3.exceptions.NoSuchKey:
             latest = spark.table(self.tables[Table.TICKS]).agg({"event_time": "max"}).first()[0]
             value = None if latest is None else (
-                latest.replace(tzinfo=dt.timezone.utc)
+                latest.replace(tzinfo=dt.UTC)
                 - dt.timedelta(seconds=self.settings.stream.watermark_seconds)).isoformat()
             s3.put_object(Bucket=Bucket.REALTIME.value, Key=key,
                           Body=json.dumps({"batch_id": batch_id, "watermark": value}).encode())
@@ -149,8 +140,8 @@ class BatchWriter:
     def __call__(self, batch, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
-        from tickerlake.clients import s3_client
-        from tickerlake.iceberg import merge_into
+        from tickerlake.core.clients import s3_client
+        from tickerlake.core.iceberg import merge_into
 
         spark = batch.sparkSession
         s3 = s3_client(self.settings.s3)
@@ -165,10 +156,8 @@ class BatchWriter:
         if bad.limit(1).count():
             bad.select("kafka_partition", "kafka_offset", "value", "reason") \
                .withColumn("batch_id", F.lit(batch_id)).write.mode("overwrite").parquet(bad_path)
-        good = (classified.where("reason IS NULL")
-                .select("event_id", "event_time", "symbol", "price", "size", "bid", "ask", "source", "date",
-                        F.col("kafka_partition"), F.col("kafka_offset")))
-        merge_into(good, self.tables[Table.TICKS], ["event_id"])
+        good = classified.where("reason IS NULL").select(*TICKS.column_names)
+        merge_into(good, self.tables[Table.TICKS], TICKS.keys)
 
         touched_days = [r.date for r in good.select("date").distinct().collect()]
         if not touched_days:
@@ -178,7 +167,7 @@ class BatchWriter:
             window = F.window("event_time", f"{minutes} minutes")
             keys = good.select("symbol", window.start.alias("window_start")).distinct()
             bars = bars_from_ticks(ticks, minutes).join(keys, ["symbol", "window_start"])
-            merge_into(bars, self.tables[table], ["symbol", "window_start"])
+            merge_into(bars, self.tables[table], LIVE_BARS.keys)
 
 
 def bars_from_ticks(ticks, minutes: int):
@@ -195,7 +184,8 @@ def bars_from_ticks(ticks, minutes: int):
                  F.count(F.lit(1)).alias("trades"))
             .select("symbol", F.col("w.start").alias("window_start"), F.col("w.end").alias("window_end"),
                     "open", "high", "low", "close", "volume", "vwap", "trades",
-                    F.to_date(F.col("w.start")).alias("date")))
+                    F.to_date(F.col("w.start")).alias("date"))
+            .select(*LIVE_BARS.column_names))
 
 
 def write_progress(s3, queries, source: StreamSource) -> None:
@@ -205,7 +195,9 @@ def write_progress(s3, queries, source: StreamSource) -> None:
 
 
 def start(spark, settings: Settings, *, available_now: bool = False):
-    source = choose_source(spark, settings.stream.source)
+    from tickerlake.core.spark import resolve_stream_source
+
+    source = resolve_stream_source(settings)
     print(f"stream_ticks: reading the ticks topic with the {source.value} source", flush=True)
     tables = ensure_tables(spark, settings)
     events = parse(read_source(spark, source, settings))
@@ -228,8 +220,8 @@ def start(spark, settings: Settings, *, available_now: bool = False):
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    from tickerlake.clients import s3_client
-    from tickerlake.spark import build_spark_session
+    from tickerlake.core.clients import s3_client
+    from tickerlake.core.spark import build_spark_session
 
     parser = argparse.ArgumentParser(prog="stream_ticks")
     parser.add_argument("--run-for", type=float, default=None, help="stop after this many seconds")

@@ -28,27 +28,26 @@ import sys
 import time
 from datetime import date, timedelta
 
-from tickerlake.errors import TickerlakeError, one_line_errors
-from tickerlake.iceberg import merge_into
-from tickerlake.names import (Bucket, Table, processed_anomalies_prefix, processed_bars_prefix,
-                              quarantine_prefix, raw_ohlcv_source_prefix)
-from tickerlake.schemas import INDICATOR_COLUMNS, OHLCV_COLUMNS, OHLCV_RAW_DDL, BarInterval
-from tickerlake.settings import get_settings
+from tickerlake.core.datasets import ANOMALIES, BARS, OHLCV_COLUMNS, OHLCV_RAW_DDL, BarInterval
+from tickerlake.core.errors import TickerlakeError, one_line_errors
+from tickerlake.core.iceberg import merge_into
+from tickerlake.core.market import EXCHANGE_TZ
+from tickerlake.core.names import (
+    Bucket,
+    Table,
+    processed_anomalies_prefix,
+    processed_bars_prefix,
+    quarantine_prefix,
+    raw_ohlcv_source_prefix,
+)
+from tickerlake.core.settings import get_settings
 
-EXCHANGE_TZ = "America/New_York"
 PRICES = ("open", "high", "low", "close", "adj_close")
 NUMBERS = (*PRICES, "volume", "dividends", "stock_splits")
 # Enough bars that EMA/RSI/ATR seeds older than the lookback weigh less than 1e-15.
 DEFAULT_LOOKBACK_BARS = 600
 
-BARS_COLUMNS = [*OHLCV_COLUMNS, "date", *INDICATOR_COLUMNS]
-BARS_DDL = (
-    "symbol STRING, timestamp TIMESTAMP, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, "
-    "adj_close DOUBLE, volume BIGINT, dividends DOUBLE, stock_splits DOUBLE, source STRING, date DATE, "
-    + ", ".join(f"{c} BOOLEAN" if c.startswith("is_") else f"{c} DOUBLE" for c in INDICATOR_COLUMNS)
-)
-ANOMALIES_DDL = ("symbol STRING, timestamp TIMESTAMP, `interval` STRING, kind STRING, date DATE, "
-                 "close DOUBLE, return_simple DOUBLE, return_zscore DOUBLE, volume BIGINT, volume_ratio DOUBLE")
+BARS_COLUMNS = BARS.column_names
 
 
 class TransformError(TickerlakeError):
@@ -120,15 +119,13 @@ def session_date(column):
     return F.to_date(F.from_utc_timestamp(column, EXCHANGE_TZ))
 
 
-def ensure_tables(spark, catalog: str, interval: str) -> tuple[str, str]:
-    from tickerlake.spark import create_iceberg_table, ensure_namespaces
+def ensure_tables(spark, interval: str) -> tuple[str, str]:
+    from tickerlake.core.iceberg import create_declared_table, ensure_namespaces
 
     ensure_namespaces(spark)
     bars = Table.bars(interval)
-    bars_name = create_iceberg_table(spark, bars.namespace, bars.table, BARS_DDL,
-                                     partitioned_by="date")
-    anomalies_name = create_iceberg_table(spark, Table.ANOMALIES.namespace, Table.ANOMALIES.table,
-                                          ANOMALIES_DDL, partitioned_by="`interval`, date")
+    bars_name = create_declared_table(spark, bars, BARS)
+    anomalies_name = create_declared_table(spark, Table.ANOMALIES, ANOMALIES)
     return bars_name, anomalies_name
 
 
@@ -158,12 +155,12 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
     from pyspark.sql import functions as F
 
     from spark_jobs import indicators
-    from tickerlake.clients import s3_client
+    from tickerlake.core.clients import s3_client
 
     settings = settings or get_settings()
     interval = BarInterval(args.interval).value
     s3 = s3_client(settings.s3)
-    bars_table, anomalies_table = ensure_tables(spark, settings.iceberg.catalog, interval)
+    bars_table, anomalies_table = ensure_tables(spark, interval)
     days = [args.start + timedelta(days=i) for i in range((args.end - args.start).days)]
     in_interval = (F.col("date") >= F.lit(args.start)) & (F.col("date") < F.lit(args.end))
 
@@ -217,7 +214,7 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
         out = indicators.compute(pdf, interval)
         return out[BARS_COLUMNS]
 
-    computed = series.groupBy("symbol").applyInPandas(compute, schema=BARS_DDL)
+    computed = series.groupBy("symbol").applyInPandas(compute, schema=BARS.spark_ddl())
     with _timed(timings, "indicators"):
         # A checkpoint, not cache(): it cuts the lineage, so unpersisting `checked` below cannot
         # make Spark rebuild this (uncaching a plan re-plans and empties every cache built on it).
@@ -229,21 +226,20 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
     with _timed(timings, "parquet"):
         replace_partitions(result, Bucket.PROCESSED, processed_bars_prefix(interval), days, s3)
     with _timed(timings, "iceberg_bars"):
-        bars_merge = merge_into(result, bars_table, ["symbol", "timestamp"], scope=_scope(args))
+        bars_merge = merge_into(result, bars_table, BARS.keys, scope=_scope(args))
 
     anomalies = (result.where("is_return_anomaly OR is_volume_spike")
                  .withColumn("kind", F.explode(F.filter(F.array(
                      F.when(F.col("is_return_anomaly"), F.lit("return_zscore")),
                      F.when(F.col("is_volume_spike"), F.lit("volume_spike"))), lambda k: k.isNotNull())))
                  .withColumn("interval", F.lit(interval))
-                 .select("symbol", "timestamp", "interval", "kind", "date", "close", "return_simple",
-                         "return_zscore", "volume", "volume_ratio"))
+                 .select(*ANOMALIES.column_names))
     with _timed(timings, "parquet_anomalies"):
         # The same rows as the Iceberg table, for the warehouse load; `interval` is in the path.
         replace_partitions(anomalies.drop("interval"), Bucket.PROCESSED,
                            processed_anomalies_prefix(interval), days, s3)
     with _timed(timings, "iceberg_anomalies"):
-        anomalies_merge = merge_into(anomalies, anomalies_table, ["symbol", "timestamp", "interval", "kind"],
+        anomalies_merge = merge_into(anomalies, anomalies_table, ANOMALIES.keys,
                                      scope=f"`interval` = '{interval}' AND {_scope(args)}")
     summary = {
         "interval": interval, "source": args.source, "start": args.start.isoformat(),
@@ -266,7 +262,7 @@ def _scope(args) -> str:
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    from tickerlake.spark import build_spark_session
+    from tickerlake.core.spark import build_spark_session
 
     args = parse_args(argv)
     spark = build_spark_session(f"tickerlake-transform-{args.interval}")

@@ -17,8 +17,8 @@ logging.getLogger("py4j").setLevel(logging.WARNING)
 @pytest.fixture(scope="session")
 def stack():
     """The S3 server, Kafka broker and Postgres cluster, up and initialised for the session, with
-    their TICKERLAKE_* variables exported (see tickerlake.stack.private)."""
-    from tickerlake.stack.private import private_stack
+    their TICKERLAKE_* variables exported (see tickerlake.dev.private)."""
+    from tickerlake.dev.private import private_stack
 
     with private_stack({"TICKERLAKE_SPARK_DRIVER_MEMORY": "1g"}) as started:
         yield started
@@ -26,7 +26,7 @@ def stack():
 
 @pytest.fixture(scope="session")
 def settings(stack):
-    from tickerlake.settings import get_settings
+    from tickerlake.core.settings import get_settings
 
     return get_settings()
 
@@ -34,7 +34,7 @@ def settings(stack):
 @pytest.fixture(scope="session")
 def spark(settings):
     """One Spark session (local mode, wired to the test stack) for every Spark test."""
-    from tickerlake.spark import build_spark_session
+    from tickerlake.core.spark import build_spark_session
 
     session = build_spark_session("tickerlake-tests", settings)
     yield session
@@ -43,6 +43,6 @@ def spark(settings):
 
 @pytest.fixture(scope="session")
 def s3(settings):
-    from tickerlake.clients import s3_client
+    from tickerlake.core.clients import s3_client
 
     return s3_client(settings.s3)

@@ -13,7 +13,7 @@ import talib
 from ingestion.backfill import backfill
 from ingestion.sources.synthetic import BAD_ROW_KINDS, SyntheticMarket
 from spark_jobs import transform_bars
-from tickerlake.names import Bucket, Table, processed_bars_prefix, quarantine_prefix, raw_ohlcv_key
+from tickerlake.core.names import Bucket, Table, processed_bars_prefix, quarantine_prefix, raw_ohlcv_key
 
 pytestmark = pytest.mark.spark
 
@@ -138,7 +138,7 @@ def test_minute_bars_flow_through_the_same_transform(stack, spark, settings, s3)
 
 def _dags_test(settings, dag_id: str, logical_date: str, conf: dict | None = None):
     from minio_init.warehouse import ensure_databases
-    from tickerlake.airflow_local import run_airflow
+    from tickerlake.dev.airflow_local import run_airflow
 
     ensure_databases(settings.pg)
     args = ["dags", "test", dag_id, logical_date]

@@ -6,8 +6,8 @@ import re
 import pytest
 import yaml
 
-import tickerlake.settings as settings_module
-from tickerlake.settings import REPO_ROOT
+import tickerlake.core.settings as settings_module
+from tickerlake.core.settings import REPO_ROOT
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 REAL_IMAGES = ("minio/minio:", "apache/kafka:", "postgres:", "apache/spark:")

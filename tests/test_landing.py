@@ -7,25 +7,25 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC
 
-from ingestion.landing_sink import durable_positions
 from ingestion.producer import SyntheticTicks, publish
-from tickerlake.clients import kafka_producer
-from tickerlake.names import LANDING_TICKS_PREFIX, Bucket, Topic, parse_landing_key
-from tickerlake.settings import REPO_ROOT
+from tickerlake.core.clients import kafka_producer
+from tickerlake.core.landing import durable_positions
+from tickerlake.core.names import LANDING_TICKS_PREFIX, Bucket, Topic, parse_landing_key
+from tickerlake.core.s3 import iter_keys
+from tickerlake.core.settings import REPO_ROOT
 
 
 def landed(s3) -> list[dict]:
     lines = []
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=Bucket.RAW.value, Prefix=LANDING_TICKS_PREFIX)
-    for page in pages:
-        for item in page.get("Contents", []):
-            body = s3.get_object(Bucket=Bucket.RAW.value, Key=item["Key"])["Body"].read().decode()
-            partition, first, last = parse_landing_key(item["Key"])
-            rows = [json.loads(line) for line in body.splitlines()]
-            assert (rows[0]["offset"], rows[-1]["offset"], len(rows)) == (first, last, last - first + 1)
-            assert {r["partition"] for r in rows} == {partition}
-            lines += rows
+    for key in iter_keys(s3, Bucket.RAW.value, LANDING_TICKS_PREFIX):
+        body = s3.get_object(Bucket=Bucket.RAW.value, Key=key)["Body"].read().decode()
+        partition, first, last = parse_landing_key(key)
+        rows = [json.loads(line) for line in body.splitlines()]
+        assert (rows[0]["offset"], rows[-1]["offset"], len(rows)) == (first, last, last - first + 1)
+        assert {r["partition"] for r in rows} == {partition}
+        lines += rows
     return lines
 
 
@@ -44,9 +44,20 @@ def test_producer_events_are_keyed_unique_and_well_formed():
 
 
 def test_producer_injects_malformed_and_late_events_on_request():
-    events = [v for _, v in SyntheticTicks(seed=1, malformed_every=10, late_every=7).events(70)]
-    broken = [v for v in events if not _valid(v)]
-    assert len(broken) == 7
+    from datetime import datetime, timedelta
+
+    now = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    ticks = SyntheticTicks(seed=1, malformed_every=10, late_every=7, late_by=timedelta(minutes=30),
+                           clock=lambda: now)
+    events = [v for _, v in ticks.events(70)]
+    broken = [n for n, v in enumerate(events, 1) if not _valid(v)]
+    assert broken == list(range(10, 71, 10))
+    late = [n for n, v in enumerate(events, 1) if _valid(v)
+            and datetime.fromisoformat(json.loads(v)["event_time"]) == now - timedelta(minutes=30)]
+    on_time = [n for n, v in enumerate(events, 1) if _valid(v)
+               and datetime.fromisoformat(json.loads(v)["event_time"]) == now]
+    assert late == [7, 14, 21, 28, 35, 42, 49, 56, 63]  # every 7th; the 70th is malformed instead
+    assert len(late) + len(on_time) + len(broken) == 70
 
 
 def _valid(value: bytes) -> bool:
@@ -94,5 +105,4 @@ def test_sink_killed_mid_stream_lands_every_event_exactly_once(stack, settings, 
 
 
 def _objects(s3):
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=Bucket.RAW.value, Prefix=LANDING_TICKS_PREFIX):
-        yield from page.get("Contents", [])
+    return iter_keys(s3, Bucket.RAW.value, LANDING_TICKS_PREFIX)

@@ -10,8 +10,8 @@ from pydantic import SecretStr
 
 from minio_init.buckets import ensure_buckets
 from minio_init.topics import ensure_topics
-from tickerlake.clients import kafka_admin, kafka_consumer, kafka_producer, pg_connect, s3_client
-from tickerlake.names import Bucket, Topic
+from tickerlake.core.clients import kafka_admin, kafka_consumer, kafka_producer, pg_connect, s3_client
+from tickerlake.core.names import Bucket, Topic
 
 
 def test_s3_put_list_get(s3):
@@ -41,8 +41,7 @@ def test_bucket_init_is_idempotent(stack, settings):
 
 def test_topics_have_their_explicit_partition_counts(stack, settings):
     outcome = ensure_topics(settings.kafka)  # second run: nothing created
-    assert outcome == {Topic.TICKS.value: "exists (3 partitions)",
-                       Topic.TICKS_DLQ.value: "exists (1 partitions)"}
+    assert outcome == {Topic.TICKS.value: "exists (3 partitions)"}
 
 
 def test_kafka_produce_consume_round_trip(stack, settings):
@@ -102,3 +101,21 @@ def test_analyst_login_needs_the_right_password(stack, settings):
     wrong = settings.pg.model_copy(update={"analyst_password": SecretStr("not-the-password")})
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         pg_connect(wrong, as_analyst=True)
+
+
+def test_health_checks_create_nothing_on_the_configured_store(stack, settings, s3):
+    """Read-only: the Airflow health task and the local stack's readiness probe may point at a
+    production MinIO; neither creates a bucket or an object."""
+    from tickerlake.core.s3 import iter_keys
+    from tickerlake.orchestration.dag_helpers import check_stack
+
+    def inventory():
+        buckets = sorted(b["Name"] for b in s3.list_buckets()["Buckets"])
+        return buckets, {b: sum(1 for _ in iter_keys(s3, b)) for b in buckets}
+
+    before = inventory()
+    report = check_stack()
+    assert set(report) == {"s3", "kafka", "postgres"}
+    for service in stack:
+        assert service.is_healthy()
+    assert inventory() == before

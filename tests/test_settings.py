@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from tickerlake.errors import ConfigError
-from tickerlake.settings import REPO_ROOT, load_settings
+from tickerlake.core.errors import ConfigError
+from tickerlake.core.settings import REPO_ROOT, load_settings
 
 REQUIRED = {
     "TICKERLAKE_S3_ACCESS_KEY_ID": "tickerlake",
@@ -26,11 +26,9 @@ def clean_env(monkeypatch, tmp_path):
     for key in list(os.environ):
         if key.startswith("TICKERLAKE_"):
             monkeypatch.delenv(key)
-    for group in ("S3Settings", "KafkaSettings", "PostgresSettings", "SparkSettings",
-                  "IcebergSettings", "StreamSettings", "StackSettings"):
-        import tickerlake.settings as module
+    import tickerlake.core.settings as module
 
-        cls = getattr(module, group)
+    for cls in module._GROUPS.values():  # every group, so a developer's .env cannot leak in
         monkeypatch.setitem(cls.model_config, "env_file", tmp_path / "absent.env")
     for key, value in REQUIRED.items():
         monkeypatch.setenv(key, value)
@@ -86,7 +84,7 @@ def test_secrets_never_appear_in_repr_or_errors(clean_env):
 
 def test_cli_prints_one_line_not_a_traceback(clean_env):
     clean_env.setenv("TICKERLAKE_PG_PORT", "not-a-port")
-    done = subprocess.run([sys.executable, "-m", "tickerlake.stack", "status"], cwd=REPO_ROOT,
+    done = subprocess.run([sys.executable, "-m", "tickerlake.dev.stack", "status"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
@@ -94,9 +92,48 @@ def test_cli_prints_one_line_not_a_traceback(clean_env):
     assert lines[0].startswith("tickerlake: error: TICKERLAKE_PG_PORT:")
 
 
+def test_every_settings_group_is_isolated_by_the_fixture(clean_env, tmp_path):
+    """A developer's .env must not reach these tests, whichever group it sets."""
+    import tickerlake.core.settings as module
+
+    assert all(cls.model_config["env_file"] == tmp_path / "absent.env" for cls in module._GROUPS.values())
+    settings = load_settings()
+    assert not settings.snowflake.configured
+    assert settings.warehouse.backend == module.WarehouseBackend.AUTO
+
+
+def test_an_unknown_variable_is_warned_about_in_one_line_naming_the_closest_setting(clean_env, caplog):
+    clean_env.setenv("TICKERLAKE_PG_PROT", "5432")
+    with caplog.at_level("WARNING", logger="tickerlake.core.settings"):
+        load_settings()
+    lines = [r.getMessage() for r in caplog.records if "TICKERLAKE_PG_PROT" in r.getMessage()]
+    assert lines == ["tickerlake: warning: TICKERLAKE_PG_PROT is not a tickerlake setting and is ignored; "
+                     "did you mean TICKERLAKE_PG_PORT?"]
+
+
+def test_airflow_port_and_warehouse_backend_are_validated_settings(clean_env):
+    clean_env.setenv("TICKERLAKE_AIRFLOW_PORT", "8090")
+    clean_env.setenv("TICKERLAKE_WAREHOUSE_BACKEND", "postgres")
+    settings = load_settings()
+    assert settings.airflow.port == 8090 and settings.warehouse.backend == "postgres"
+    clean_env.setenv("TICKERLAKE_WAREHOUSE_BACKEND", "oracle")
+    with pytest.raises(ConfigError, match="^TICKERLAKE_WAREHOUSE_BACKEND: Input should be 'auto', 'postgres'"):
+        load_settings()
+
+
+def test_every_tickerlake_name_in_env_example_is_a_setting():
+    import re
+
+    import tickerlake.core.settings as module
+
+    example = (REPO_ROOT / ".env.example").read_text()
+    named = set(re.findall(r"^#?\s*(TICKERLAKE_[A-Z0-9_]+)=", example, re.MULTILINE))
+    assert named and named <= module.known_variables(), named - module.known_variables()
+
+
 def test_env_example_documents_every_setting():
     """Every field of every group has its variable in .env.example (commented or not)."""
-    import tickerlake.settings as module
+    import tickerlake.core.settings as module
 
     example = (REPO_ROOT / ".env.example").read_text()
     missing = []
@@ -109,7 +146,7 @@ def test_env_example_documents_every_setting():
 
 
 def test_env_file_gets_fresh_random_secrets(tmp_path):
-    from tickerlake.envfile import write_env_file
+    from tickerlake.dev.envfile import write_env_file
 
     first, second = tmp_path / "a.env", tmp_path / "b.env"
     assert write_env_file(first) and write_env_file(second)

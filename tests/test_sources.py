@@ -13,8 +13,7 @@ from ingestion.sources.base import SourceError
 from ingestion.sources.csv_dir import CsvDirectorySource
 from ingestion.sources.synthetic import BAD_ROW_KINDS, SyntheticMarket
 from ingestion.sources.yahoo import YahooFinanceSource
-from tickerlake.schemas import OHLCV_COLUMNS
-
+from tickerlake.core.datasets import OHLCV_COLUMNS
 
 # --- synthetic -------------------------------------------------------------------------------
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from spark_jobs import iceberg_roundtrip
-from tickerlake.names import Bucket, Namespace
-from tickerlake.spark import iceberg_catalog, kafka_source_available
+from tickerlake.core.iceberg import iceberg_catalog
+from tickerlake.core.names import Bucket, Namespace
 
 pytestmark = pytest.mark.spark
 
@@ -60,14 +60,8 @@ def test_pyiceberg_writes_are_visible_to_spark(spark, settings):
     assert [(r.symbol, r.price) for r in rows] == [("AAA", 1.5), ("BBB", 2.5)]
 
 
-def test_kafka_source_detection_matches_the_provisioned_jars(settings):
-    connector = settings.spark.jars_dir / "spark-sql-kafka-0-10_2.12-3.5.9.jar"
-    assert kafka_source_available(settings) is connector.is_file()
-
-
 def test_merge_updates_changed_rows_and_inserts_new_ones_only(spark, settings):
-    from tickerlake.iceberg import merge_into
-    from tickerlake.spark import create_iceberg_table
+    from tickerlake.core.iceberg import create_iceberg_table, merge_into
 
     name = create_iceberg_table(spark, Namespace.PROCESSED, "merge_probe", "id BIGINT, v STRING")
     spark.sql(f"DELETE FROM {name} WHERE true")

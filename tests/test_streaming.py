@@ -18,10 +18,10 @@ import pytest
 from ingestion.landing_sink import LandingSink
 from ingestion.producer import SyntheticTicks, publish
 from spark_jobs.stream_ticks import bars_from_ticks
-from tickerlake.clients import kafka_producer
-from tickerlake.names import REALTIME_QUARANTINE_PREFIX, REALTIME_TICKS_PREFIX, STREAM_STATE_PREFIX, Bucket
-from tickerlake.settings import REPO_ROOT
-from tickerlake.spark import kafka_source_available
+from tickerlake.core.clients import kafka_producer
+from tickerlake.core.names import REALTIME_QUARANTINE_PREFIX, REALTIME_TICKS_PREFIX, STREAM_STATE_PREFIX, Bucket
+from tickerlake.core.settings import REPO_ROOT
+from tickerlake.core.spark import kafka_source_available
 
 pytestmark = pytest.mark.spark
 
@@ -118,15 +118,6 @@ def test_killed_stream_restarts_with_every_event_exactly_once(stack, settings, s
         assert stored[exact].values.tolist() == recomputed[exact].values.tolist(), table
         # vwap is a sum of products: the summation order may differ in the last bits
         assert np.allclose(stored["vwap"].to_numpy(), recomputed["vwap"].to_numpy(), rtol=1e-12, atol=0)
-
-
-def test_auto_picks_the_kafka_source_exactly_when_its_connector_loads(spark, settings):
-    from spark_jobs.stream_ticks import choose_source
-    from tickerlake.settings import StreamSource
-
-    expected = StreamSource.KAFKA if kafka_source_available(settings) else StreamSource.LANDING
-    assert choose_source(spark, StreamSource.AUTO) is expected
-    assert choose_source(spark, StreamSource.LANDING) is StreamSource.LANDING
 
 
 def test_kafka_source_mode_lands_events_in_iceberg(stack, settings, spark):

@@ -7,14 +7,22 @@ import time
 
 import pytest
 
-from tickerlake.supervisor import (PRODUCER, SINK, STREAM, SupervisorBusy, LOCK_KEY, is_stalled, running,
-                                   supervise)
+from tickerlake.streaming.supervisor import (
+    LOCK_KEY,
+    PRODUCER,
+    SINK,
+    STREAM,
+    SupervisorBusy,
+    is_stalled,
+    running,
+    supervise,
+)
 
 pytestmark = pytest.mark.spark
 
 
 def test_a_second_supervisor_cannot_start_anything_while_one_holds_the_lock(stack, settings):
-    from tickerlake.clients import pg_connect
+    from tickerlake.core.clients import pg_connect
 
     with pg_connect(settings.pg, autocommit=True) as holder:
         assert holder.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
@@ -37,8 +45,8 @@ def test_stall_is_no_new_batch_while_records_wait(settings, tmp_path):
 
 def test_supervised_stream_fills_the_realtime_tables_and_stops_cleanly(stack, settings):
     from minio_init.warehouse import ensure_databases
-    from tickerlake.airflow_local import run_airflow
-    from tickerlake.spark import iceberg_catalog
+    from tickerlake.core.iceberg import iceberg_catalog
+    from tickerlake.dev.airflow_local import run_airflow
 
     ensure_databases(settings.pg)
     done = run_airflow(["dags", "test", "stream_supervisor", "2026-01-02", "--conf",
@@ -67,7 +75,7 @@ def test_supervised_stream_fills_the_realtime_tables_and_stops_cleanly(stack, se
 def test_kafka_mode_lag_reads_the_offsets_spark_reports_in_its_progress():
     """The progress shape is StreamingQueryProgress.sources[].endOffset of Spark's Kafka source
     (constructed here: the connector is not available on this machine)."""
-    from tickerlake.supervisor import kafka_source_positions
+    from tickerlake.streaming.supervisor import kafka_source_positions
 
     source = {"description": "KafkaV2[Subscribe[tickerlake.ticks]]",
               "startOffset": {"tickerlake.ticks": {"0": 1, "1": 0}},

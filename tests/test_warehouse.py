@@ -15,7 +15,7 @@ import io
 import itertools
 import json
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,7 +38,7 @@ def warehouse(request, settings):
         import fakesnow
         import snowflake.connector
 
-        from tickerlake.settings import SnowflakeSettings
+        from tickerlake.core.settings import SnowflakeSettings
         from tickerlake.warehouse.snowflake import SnowflakeWarehouse
 
         patch = fakesnow.patch()
@@ -74,7 +74,7 @@ def _bars(dataset, day: date, symbols: list[str], close: float = 100.0) -> pa.Ta
         if column.lake == "symbol":
             values[column.lake] = symbols
         elif column.lake == "timestamp":
-            ts = datetime(day.year, day.month, day.day, 14, 30, tzinfo=timezone.utc)
+            ts = datetime(day.year, day.month, day.day, 14, 30, tzinfo=UTC)
             values[column.lake] = [ts] * n
         elif column.kind is Kind.DOUBLE:
             values[column.lake] = [close + i for i in range(n)]
@@ -154,8 +154,9 @@ def test_a_partition_gone_from_the_lake_is_gone_from_the_warehouse(warehouse, s3
 def test_a_row_deleted_behind_the_loads_back_fails_the_check_naming_its_partition(warehouse, s3):
     dataset, dates = _lake_with_days(s3)
     load_dataset(warehouse, dataset, s3)
-    warehouse.query(f"DELETE FROM {warehouse.table('bars_daily')} "
-                    f"WHERE date = CAST('{dates[2]}' AS DATE) AND symbol = 'CCC'")
+    deleted = warehouse.execute(f"DELETE FROM {warehouse.table('bars_daily')} "
+                                f"WHERE date = CAST(? AS DATE) AND symbol = ?", (str(dates[2]), "CCC"))
+    assert deleted == 1
     with pytest.raises(ConsistencyError, match=rf"{dataset.name} date={dates[2]}: lake 5 rows .* warehouse 4 rows"):
         raise_on_mismatch(check_dataset(warehouse, dataset, s3))
     # The way out the message gives: reload, and the check passes again.
@@ -168,7 +169,7 @@ def test_a_lost_ledger_reloads_without_doubling_rows(warehouse, s3):
     dataset, dates = _lake_with_days(s3)
     load_dataset(warehouse, dataset, s3)
     before = _state(warehouse, dataset, s3)[0]
-    warehouse.forget(dataset)
+    assert warehouse.forget(dataset) == 6  # one ledger entry per object
     assert load_dataset(warehouse, dataset, s3).rows_loaded == 15
     assert _state(warehouse, dataset, s3)[0] == before
 
@@ -179,7 +180,7 @@ def test_ticks_load_only_files_the_stream_committed(warehouse, s3):
     day = date(next(_years), 3, 4)
 
     def ticks(ids):
-        t = datetime(day.year, day.month, day.day, 15, 0, tzinfo=timezone.utc)
+        t = datetime(day.year, day.month, day.day, 15, 0, tzinfo=UTC)
         cols = {"event_id": ids, "event_time": [t] * len(ids), "symbol": ["AAA"] * len(ids),
                 "price": [10.0] * len(ids), "size": [1] * len(ids), "bid": [9.9] * len(ids),
                 "ask": [10.1] * len(ids), "source": ["test"] * len(ids),
@@ -201,6 +202,72 @@ def test_ticks_load_only_files_the_stream_committed(warehouse, s3):
     assert [r[0] for r in ids] == ["e0", "e1", "e2", "e3"]
 
 
+def test_placeholders_are_the_interfaces_business_not_the_callers(warehouse, s3):
+    """The same `?` query runs on every backend."""
+    dataset, dates = _lake_with_days(s3, days=1)
+    load_dataset(warehouse, dataset, s3)
+    rows = warehouse.query(f"SELECT COUNT(*) FROM {warehouse.table('bars_daily')} "
+                           "WHERE date = CAST(? AS DATE) AND symbol IN (?, ?)", (str(dates[0]), "AAA", "EEE"))
+    assert rows[0][0] == 2
+    assert warehouse.forget(dataset, [f"date={dates[0]}"]) == 2
+
+
+def test_parallel_loads_adding_the_same_new_symbols_never_collide(warehouse, s3, settings):
+    """Mapped loads run side by side under a real scheduler (not one by one as in `dags test`):
+    four loads, each on its own connection, add the same brand-new symbols to dim_symbol at once."""
+    import threading
+
+    from tickerlake.warehouse.base import Backend
+    from tickerlake.warehouse.postgres import PostgresWarehouse
+
+    if warehouse.backend is not Backend.POSTGRES:
+        pytest.skip("concurrent connections: fakesnow shares one in-process DuckDB; Snowflake serialises "
+                    "MERGEs on a table by its lock")
+    symbols = [f"Z{uuid.uuid4().hex[:6].upper()}" for _ in range(3)]
+    datasets = []
+    for _ in range(4):
+        dataset = _dataset(Datasets.BARS_DAILY.value)
+        day = date(next(_years), 1, 2)
+        _put(s3, dataset, f"date={day}", "part-0.parquet", _bars(dataset, day, symbols))
+        datasets.append(dataset)
+    barrier, errors = threading.Barrier(len(datasets)), []
+
+    def load(dataset):
+        with PostgresWarehouse(settings.pg) as own:
+            barrier.wait()
+            try:
+                load_dataset(own, dataset, s3)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted on below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(d,)) for d in datasets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    rows = warehouse.query(f"SELECT symbol, COUNT(*) FROM {warehouse.table('dim_symbol')} "
+                           f"WHERE symbol IN (?, ?, ?) GROUP BY symbol ORDER BY symbol", tuple(symbols))
+    assert rows == [(s, 1) for s in sorted(symbols)]
+
+
+def test_the_backend_is_chosen_in_one_place_from_one_setting(settings):
+    from tickerlake.core.errors import ConfigError
+    from tickerlake.core.settings import WarehouseBackend, WarehouseSettings
+    from tickerlake.warehouse import choose_backend
+    from tickerlake.warehouse.base import Backend
+
+    def pick(backend, connect=None):
+        chosen = settings.model_copy(update={"warehouse": WarehouseSettings(backend=backend)})
+        return choose_backend(chosen, connect)[0]
+
+    assert pick(WarehouseBackend.AUTO) is Backend.POSTGRES  # no Snowflake configured here
+    assert pick(WarehouseBackend.AUTO, connect=object) is Backend.SNOWFLAKE
+    assert pick(WarehouseBackend.POSTGRES, connect=object) is Backend.POSTGRES
+    with pytest.raises(ConfigError, match="^TICKERLAKE_WAREHOUSE_BACKEND=snowflake but neither"):
+        pick(WarehouseBackend.SNOWFLAKE)
+
+
 def test_every_dataset_column_exists_in_its_warehouse_table(warehouse):
     for dataset in Datasets.all():
         columns = ", ".join(warehouse.dialect.ident(c) for c in dataset.target_columns())
@@ -218,7 +285,7 @@ def test_the_analyst_views_answer(warehouse):
 def test_analyst_reads_views_and_cannot_write_postgres(settings):
     import psycopg
 
-    from tickerlake.clients import pg_connect
+    from tickerlake.core.clients import pg_connect
     from tickerlake.warehouse.pipeline import VIEWS
 
     with pg_connect(settings.pg, as_analyst=True) as conn:
@@ -242,7 +309,7 @@ def test_the_loader_writes_but_cannot_change_the_schema_postgres(settings):
 
 
 def test_external_stage_copies_name_at_most_a_thousand_files_each():
-    from tickerlake.settings import SnowflakeSettings, StageKind
+    from tickerlake.core.settings import SnowflakeSettings, StageKind
     from tickerlake.warehouse.snowflake import copy_statements
 
     sf = SnowflakeSettings(account="a", user="u", stage=StageKind.EXTERNAL,
@@ -251,7 +318,8 @@ def test_external_stage_copies_name_at_most_a_thousand_files_each():
                for i in range(2500)]
     statements = copy_statements(sf, Datasets.BARS_DAILY.value, "date=2026-01-02", objects)
     assert [s.count(".parquet'") for s in statements] == [1000, 1000, 500]
-    assert all(s.startswith("COPY INTO STG_BARS_DAILY FROM @TICKERLAKE_LAKE_PROCESSED/bars/interval=1d/date=2026-01-02/ ")
+    prefix = "COPY INTO STG_BARS_DAILY FROM @TICKERLAKE_LAKE_PROCESSED/bars/interval=1d/date=2026-01-02/ "
+    assert all(s.startswith(prefix)
                and "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE" in s for s in statements)
 
 

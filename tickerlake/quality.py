@@ -16,12 +16,12 @@ from typing import Any
 
 import pandas as pd
 
-from tickerlake.errors import TickerlakeError
-from tickerlake.names import Bucket, processed_bars_prefix, quality_key
-from tickerlake.schemas import INDICATOR_COLUMNS, OHLCV_COLUMNS
-from tickerlake.settings import Settings, get_settings
+from tickerlake.core.datasets import BARS
+from tickerlake.core.errors import TickerlakeError
+from tickerlake.core.market import sessions_in_range
+from tickerlake.core.names import Bucket, processed_bars_prefix, quality_key
+from tickerlake.core.settings import Settings, get_settings
 
-CALENDAR = "XNYS"
 SUITE_NAME = "processed_bars"
 
 
@@ -39,13 +39,7 @@ class GateResult:
 
 
 def expected_sessions(start: date, end: date) -> list[date]:
-    import exchange_calendars as xcals
-
-    calendar = xcals.get_calendar(CALENDAR)
-    last = pd.Timestamp(end) - pd.Timedelta(days=1)
-    if pd.Timestamp(start) > last:
-        return []
-    return [d.date() for d in calendar.sessions_in_range(pd.Timestamp(start), last)]
+    return sessions_in_range(start, end)
 
 
 def build_suite(sessions: list[date]):
@@ -55,11 +49,11 @@ def build_suite(sessions: list[date]):
 
     suite = gx.ExpectationSuite(name=SUITE_NAME)
     add = suite.add_expectation
-    add(gxe.ExpectTableColumnsToMatchSet(column_set=[*OHLCV_COLUMNS, "date", *INDICATOR_COLUMNS],
-                                         exact_match=True))
-    for column in ("symbol", "timestamp", "date", "open", "high", "low", "close", "volume", "source"):
+    add(gxe.ExpectTableColumnsToMatchSet(column_set=BARS.column_names, exact_match=True))
+    required = [c.name for c in BARS.columns if not c.nullable]
+    for column in [*required, "open", "high", "low", "close", "volume"]:
         add(gxe.ExpectColumnValuesToNotBeNull(column=column))
-    add(gxe.ExpectCompoundColumnsToBeUnique(column_list=["symbol", "timestamp"]))
+    add(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(BARS.keys)))
     for a, b in (("high", "low"), ("high", "open"), ("high", "close"), ("open", "low"), ("close", "low")):
         add(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=a, column_B=b, or_equal=True,
                                                         ignore_row_if="either_value_is_missing"))
@@ -118,14 +112,14 @@ def read_processed(settings: Settings, interval: str, start: date, end: date) ->
     """The processed Parquet of [start, end) (all date partitions in range)."""
     import pyarrow.dataset as ds
 
-    from tickerlake.clients import arrow_s3_filesystem
+    from tickerlake.core.clients import arrow_s3_filesystem
 
     fs = arrow_s3_filesystem(settings.s3)
     base = f"{Bucket.PROCESSED.value}/{processed_bars_prefix(interval)}".rstrip("/")
     try:
         dataset = ds.dataset(base, filesystem=fs, format="parquet", partitioning="hive")
     except FileNotFoundError:
-        return pd.DataFrame(columns=[*OHLCV_COLUMNS, "date", *INDICATOR_COLUMNS])
+        return pd.DataFrame(columns=BARS.column_names)
     # Hive partition values are read as text; ISO dates compare correctly as text.
     table = dataset.to_table(filter=(ds.field("date") >= start.isoformat())
                              & (ds.field("date") < end.isoformat()))
@@ -135,7 +129,7 @@ def read_processed(settings: Settings, interval: str, start: date, end: date) ->
 
 
 def run_gate(interval: str, start: date, end: date, settings: Settings | None = None) -> GateResult:
-    from tickerlake.clients import s3_client
+    from tickerlake.core.clients import s3_client
 
     settings = settings or get_settings()
     frame = read_processed(settings, interval, start, end)

@@ -2,23 +2,20 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import date
-from enum import Enum
-from typing import Sequence
+from enum import StrEnum
 
 import pandas as pd
 
-from tickerlake.errors import TickerlakeError
-from tickerlake.schemas import OHLCV, OHLCV_COLUMNS, BarInterval
+from tickerlake.core.datasets import OHLCV, OHLCV_COLUMNS, BarInterval, Kind
+from tickerlake.core.errors import TickerlakeError
 
 
-class SourceName(str, Enum):
+class SourceName(StrEnum):
     SYNTHETIC = "synthetic"  # deterministic simulated market: the offline default
     YFINANCE = "yfinance"
     CSV = "csv"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class SourceError(TickerlakeError):
@@ -41,13 +38,11 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
     """Columns in schema order with schema dtypes (timestamps UTC), rows sorted."""
     out = frame.reindex(columns=OHLCV_COLUMNS)
     out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True)
-    for field in OHLCV:
-        if field.name in ("symbol", "source", "timestamp"):
-            continue
-        if field.name == "volume":
-            out[field.name] = out[field.name].astype("Int64")
-        else:
-            out[field.name] = out[field.name].astype("float64")
+    for column in OHLCV.columns:
+        if column.kind is Kind.BIGINT:
+            out[column.name] = out[column.name].astype("Int64")
+        elif column.kind is Kind.DOUBLE:
+            out[column.name] = out[column.name].astype("float64")
     out[["dividends", "stock_splits"]] = out[["dividends", "stock_splits"]].fillna(0.0)
     return out.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
 

@@ -7,15 +7,16 @@ bad are the transform's business: it quarantines them and keeps going.)
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
 from ingestion.sources.base import MarketDataSource, SourceError, SourceName, conform, empty_frame
-from tickerlake.schemas import BarInterval
+from tickerlake.core.datasets import BarInterval
+from tickerlake.core.market import EXCHANGE_TZ
 
 REQUIRED = ("symbol", "timestamp", "open", "high", "low", "close", "volume")
 NUMBERS = ("open", "high", "low", "close", "adj_close", "dividends", "stock_splits")
@@ -42,7 +43,7 @@ class CsvDirectorySource(MarketDataSource):
             frame["adj_close"] = frame["close"]
         frame["source"] = self.name.value
         frame = conform(frame)
-        day = frame["timestamp"].dt.tz_convert("America/New_York").dt.date
+        day = frame["timestamp"].dt.tz_convert(EXCHANGE_TZ).dt.date
         return frame[(day >= start) & (day < end)].reset_index(drop=True)
 
     @staticmethod

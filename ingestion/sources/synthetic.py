@@ -12,19 +12,18 @@ rows (each kind of invalid value the transform must quarantine).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from ingestion.sources.base import MarketDataSource, SourceError, SourceName, conform, empty_frame
-from tickerlake.schemas import OHLCV_COLUMNS, BarInterval
+from tickerlake.core.datasets import OHLCV_COLUMNS, BarInterval
+from tickerlake.core.market import CALENDAR_START, EXCHANGE, exchange_calendar
 
-EPOCH = date(2015, 1, 2)
-CALENDAR = "XNYS"
+EPOCH = CALENDAR_START
 
 
 @dataclass(frozen=True)
@@ -52,11 +51,8 @@ BAD_ROW_KINDS = {
 }
 
 
-@lru_cache(maxsize=4)
 def _calendar():
-    import exchange_calendars as xcals
-
-    return xcals.get_calendar(CALENDAR, start=EPOCH.isoformat())
+    return exchange_calendar(EPOCH)
 
 
 def sessions(start: date, end: date) -> pd.DatetimeIndex:
@@ -67,7 +63,7 @@ def sessions(start: date, end: date) -> pd.DatetimeIndex:
         return pd.DatetimeIndex([])
     if pd.Timestamp(start) < calendar.first_session or last > calendar.last_session:
         raise SourceError(
-            f"synthetic: {start}..{end} is outside the {CALENDAR} calendar "
+            f"synthetic: {start}..{end} is outside the {EXCHANGE} calendar "
             f"({calendar.first_session.date()}..{calendar.last_session.date()})"
         )
     return calendar.sessions_in_range(pd.Timestamp(start), last)
@@ -174,7 +170,7 @@ class SyntheticMarket(MarketDataSource):
         reason the transform must give in `expected_reason`."""
         good = self.bars([symbol], day, day + pd.Timedelta(days=1), interval)
         if good.empty:
-            raise SourceError(f"synthetic: {day} is not a {CALENDAR} session")
+            raise SourceError(f"synthetic: {day} is not a {EXCHANGE} session")
         base = good.iloc[0]
         rows = []
         for offset, (kind, reason) in enumerate(BAD_ROW_KINDS.items(), start=1):

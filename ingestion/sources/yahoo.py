@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
 from ingestion.sources.base import MarketDataSource, SourceError, SourceName, conform, empty_frame
-from tickerlake.schemas import BarInterval
+from tickerlake.core.datasets import BarInterval
+from tickerlake.core.market import EXCHANGE_TZ
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,29 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
     except ImportError:
         pass
     return tuple(errors)
+
+
+def with_retries(call: Callable[[], pd.DataFrame], symbols: Sequence[str], *, attempts: int,
+                 backoff_seconds: float, sleep: Callable[[float], None] = time.sleep) -> pd.DataFrame:
+    """`call()`, retried with exponential backoff (tenacity) on rate limits and transient network
+    errors; after `attempts` one SourceError naming the symbols and the last error."""
+    import tenacity
+
+    def warn(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("yfinance: %s (attempt %d/%d); retrying in %.0fs", type(exc).__name__,
+                    state.attempt_number, attempts, state.upcoming_sleep)
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(_transient_errors()),
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=tenacity.wait_exponential(multiplier=backoff_seconds, exp_base=2, min=backoff_seconds),
+        sleep=sleep, before_sleep=warn, reraise=True)
+    try:
+        return retrying(call)
+    except _transient_errors() as exc:
+        raise SourceError(f"yfinance: gave up on {', '.join(symbols)} after {attempts} "
+                          f"attempts: {type(exc).__name__}: {exc}") from None
 
 
 def yf_download(**kwargs: Any) -> pd.DataFrame:
@@ -90,22 +115,11 @@ class YahooFinanceSource(MarketDataSource):
         # Daily bars come as naive exchange-local dates: stamp them at New York midnight, in UTC.
         ts = pd.to_datetime(out["timestamp"])
         if ts.dt.tz is None:
-            ts = ts.dt.tz_localize("America/New_York")
+            ts = ts.dt.tz_localize(EXCHANGE_TZ)
         out["timestamp"] = ts.dt.tz_convert("UTC")
         out["source"] = self.name.value
         return out
 
     def with_retries(self, call: Callable[[], pd.DataFrame], symbols: list[str]) -> pd.DataFrame:
-        transient = _transient_errors()
-        for attempt in range(1, self.retries + 1):
-            try:
-                return call()
-            except transient as exc:
-                if attempt == self.retries:
-                    raise SourceError(f"yfinance: gave up on {', '.join(symbols)} after {attempt} "
-                                      f"attempts: {type(exc).__name__}: {exc}") from None
-                wait = self.backoff_seconds * 2 ** (attempt - 1)
-                log.warning("yfinance: %s (attempt %d/%d); retrying in %.0fs",
-                            type(exc).__name__, attempt, self.retries, wait)
-                self.sleep(wait)
-        raise AssertionError("unreachable")
+        return with_retries(call, symbols, attempts=self.retries, backoff_seconds=self.backoff_seconds,
+                            sleep=self.sleep)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tickerlake.errors import one_line_errors
-from tickerlake.settings import get_settings
+from tickerlake.core.errors import one_line_errors
+from tickerlake.core.settings import get_settings
 from tickerlake.warehouse.datasets import Datasets
 
 

@@ -8,25 +8,29 @@ ledger (not the warehouse's own load history) decides what is loaded: nothing tw
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Iterable
+from enum import StrEnum
+from typing import Any
 
-from tickerlake.errors import TickerlakeError
-from tickerlake.warehouse.datasets import (Dataset, Kind, LakeObject, key_checksum, lake_key_rows,
-                                           list_partitions)
+from tickerlake.core.datasets import LOAD_LEDGER
+from tickerlake.core.errors import TickerlakeError
+from tickerlake.warehouse.datasets import Dataset, Kind, LakeObject, key_checksum, lake_key_rows, list_partitions
 
 log = logging.getLogger(__name__)
+_PLACEHOLDER = re.compile(r"\?")
+LEDGER = LOAD_LEDGER.name
+# The ledger columns a load writes (loaded_at takes its default).
+LEDGER_COLUMNS = [c for c in LOAD_LEDGER.column_names if c != "loaded_at"]
 
 
-class Backend(str, Enum):
+class Backend(StrEnum):
     POSTGRES = "postgres"
     SNOWFLAKE = "snowflake"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class ConsistencyError(TickerlakeError):
@@ -38,6 +42,15 @@ class Dialect:
 
     types: dict[Kind, str]
     upper: bool = False
+
+    def placeholder(self, position: int) -> str:
+        """The driver's placeholder for the `position`-th parameter (1-based)."""
+        raise NotImplementedError
+
+    def native(self, sql: str) -> str:
+        """`sql` written with `?` placeholders (the interface's style) in the driver's style."""
+        counter = iter(range(1, 10_000))
+        return _PLACEHOLDER.sub(lambda _: self.placeholder(next(counter)), sql)
 
     def ident(self, name: str) -> str:
         return f'"{name.upper() if self.upper else name}"'
@@ -93,7 +106,12 @@ class LoadReport:
 
 
 class Warehouse(ABC):
-    """One warehouse: the load ledger, partition replacement and key reads, per backend."""
+    """One warehouse: the load ledger, partition replacement and key reads.
+
+    SQL passed to `query` and `execute` uses `?` placeholders whatever the backend; the ledger,
+    dropping and forgetting partitions are written once here, and each backend supplies only
+    its driver calls (`_fetch`, `_execute`, `_insert`, `transaction`) and `replace_partition`.
+    """
 
     backend: Backend
     dialect: Dialect
@@ -107,31 +125,89 @@ class Warehouse(ABC):
         """The qualified SQL name of a warehouse table or view."""
 
     @abstractmethod
-    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        """Rows of a read-only query (`params` in the backend's placeholder style)."""
+    def _fetch(self, sql: str, params: tuple) -> list[tuple]:
+        """Rows of a statement in the driver's own placeholder style."""
+
+    @abstractmethod
+    def _execute(self, sql: str, params: tuple) -> int:
+        """Run a statement without a result set (driver style); the rows it affected."""
+
+    @abstractmethod
+    def _insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+        """Append rows to a warehouse table in bulk."""
+
+    @abstractmethod
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Statements inside commit together (or, where the backend cannot, each on its own)."""
 
     @abstractmethod
     def query_table(self, sql: str) -> tuple[list[str], list[tuple]]:
         """Column names and rows of a read-only query."""
 
     @abstractmethod
-    def ledger(self, dataset: Dataset) -> dict[str, dict[str, str]]:
-        """partition -> {object key: ETag} as last loaded."""
-
-    @abstractmethod
     def replace_partition(self, dataset: Dataset, partition: str, objects: list[LakeObject], s3) -> int:
         """Make the partition's rows equal the objects' rows; record them in the ledger; rows loaded."""
 
     @abstractmethod
+    def close(self) -> None: ...
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple]:
+        """Rows of a read-only query; `?` placeholders."""
+        return self._fetch(self.dialect.native(sql), params)
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """Run a statement; `?` placeholders; the rows it affected."""
+        return self._execute(self.dialect.native(sql), params)
+
+    def ledger(self, dataset: Dataset) -> dict[str, dict[str, str]]:
+        """partition -> {object key: ETag} as last loaded."""
+        d = self.dialect
+        result: dict[str, dict[str, str]] = {}
+        for partition, key, etag in self.query(
+                f"SELECT {d.ident('lake_partition')}, {d.ident('object_key')}, {d.ident('etag')} "
+                f"FROM {self.table(LEDGER)} WHERE {d.ident('dataset')} = ?", (dataset.name,)):
+            result.setdefault(partition, {})[key] = etag
+        return result
+
+    def write_ledger(self, dataset: Dataset, partition: str, objects: list[LakeObject], rows: list[int]) -> None:
+        """Replace the partition's ledger entries (inside the caller's transaction)."""
+        d = self.dialect
+        self.execute(f"DELETE FROM {self.table(LEDGER)} WHERE {d.ident('dataset')} = ? "
+                     f"AND {d.ident('lake_partition')} = ?", (dataset.name, partition))
+        if objects:
+            self._insert(LEDGER, LEDGER_COLUMNS,
+                         [(dataset.name, partition, o.bucket, o.key, o.etag, n, dataset.target)
+                          for o, n in zip(objects, rows, strict=True)])
+
     def drop_partition(self, dataset: Dataset, partition: str) -> None:
         """Delete a partition that is gone from the lake, with its ledger entries."""
+        with self.transaction():
+            self.execute(f"DELETE FROM {self.table(dataset.target)} t "
+                         f"WHERE {self.dialect.predicate(dataset, partition)}")
+            self.write_ledger(dataset, partition, [], [])
 
-    @abstractmethod
     def forget(self, dataset: Dataset, partitions: list[str] | None = None) -> int:
-        """Remove ledger entries (all of the dataset's when None) so the next load reloads them."""
+        """Remove ledger entries (all of the dataset's when None) so the next load reloads them;
+        returns how many entries went."""
+        d = self.dialect
+        where = f"{d.ident('dataset')} = ?"
+        if partitions is None:
+            return self.execute(f"DELETE FROM {self.table(LEDGER)} WHERE {where}", (dataset.name,))
+        forgotten = 0
+        with self.transaction():
+            for partition in partitions:
+                forgotten += self.execute(f"DELETE FROM {self.table(LEDGER)} WHERE {where} "
+                                          f"AND {d.ident('lake_partition')} = ?", (dataset.name, partition))
+        return forgotten
 
-    @abstractmethod
-    def close(self) -> None: ...
+    def add_symbols(self, dataset: Dataset, partition: str) -> None:
+        """The partition's symbols into dim_symbol, race-free: mapped loads run side by side under
+        a real scheduler, and a plain INSERT of the same new symbol from two of them would fail."""
+        d = self.dialect
+        self.execute(d.upsert_symbols(self.table("dim_symbol"), f"SELECT DISTINCT t.{d.ident('symbol')} "
+                                      f"FROM {self.table(dataset.target)} t "
+                                      f"WHERE {d.predicate(dataset, partition)} AND t.{d.ident('symbol')} IS NOT NULL"))
 
     def __enter__(self) -> "Warehouse":
         return self

@@ -4,7 +4,9 @@ A dataset's lake side is a prefix of Parquet objects in hive-style partitions
 (`date=2026-01-02/`, `interval=1m/date=.../`, `date=.../hour=13/`); the partition is the unit of
 loading and of the consistency check. The partition values become warehouse columns (Spark keeps
 partition columns in the path, not in the files), as do the dataset's constants (for example
-`origin = 'history'`).
+`origin = 'history'`). Columns and their types come from the lake datasets' declarations in
+`tickerlake.core.datasets`; this module only says which of them a load takes and how it renames
+them (`timestamp` -> `ts`).
 """
 from __future__ import annotations
 
@@ -13,33 +15,25 @@ import io
 import json
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from enum import Enum
-from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tickerlake.names import (PROCESSED_ANOMALIES_PREFIX, REALTIME_BARS_PREFIX,
-                              REALTIME_TICKS_PREFIX, Bucket, processed_bars_prefix)
-from tickerlake.schemas import INDICATOR_COLUMNS
-
-
-class Kind(str, Enum):
-    """Logical column types; each backend maps them to its own (see `sql/`)."""
-
-    TEXT = "text"
-    TIMESTAMP = "timestamp"  # an instant (timestamptz / TIMESTAMP_TZ)
-    DATE = "date"
-    DOUBLE = "double"
-    BIGINT = "bigint"
-    INT = "int"
-    BOOL = "bool"
-
-
-ARROW = {Kind.TEXT: pa.string(), Kind.TIMESTAMP: pa.timestamp("us", tz="UTC"), Kind.DATE: pa.date32(),
-         Kind.DOUBLE: pa.float64(), Kind.BIGINT: pa.int64(), Kind.INT: pa.int32(), Kind.BOOL: pa.bool_()}
+from tickerlake.core import datasets as declared
+from tickerlake.core.datasets import ARROW_TYPES as ARROW
+from tickerlake.core.datasets import Kind
+from tickerlake.core.names import (
+    PROCESSED_ANOMALIES_PREFIX,
+    REALTIME_BARS_PREFIX,
+    REALTIME_TICKS_PREFIX,
+    Bucket,
+    processed_bars_prefix,
+)
+from tickerlake.core.s3 import iter_objects
 
 
 @dataclass(frozen=True)
@@ -92,17 +86,15 @@ class Dataset:
         return [c.name for c in self.columns] + fixed
 
 
-def _c(*names: str, kind: Kind = Kind.DOUBLE) -> tuple[Column, ...]:
-    return tuple(Column(n, n, kind) for n in names)
+def _take(spec: declared.Dataset, *names: str, rename: dict[str, str] | None = None) -> tuple[Column, ...]:
+    """Columns of a declared lake dataset (all file columns when no names are given), renamed."""
+    rename = rename or {}
+    chosen = [spec.column(n) for n in names] if names else list(spec.file_columns())
+    return tuple(Column(c.name, rename.get(c.name, c.name), c.kind) for c in chosen)
 
 
-_BAR_OHLC = _c("open", "high", "low", "close")
-_BARS_DAILY_COLUMNS = (
-    Column("symbol", "symbol", Kind.TEXT), Column("timestamp", "ts", Kind.TIMESTAMP), *_BAR_OHLC,
-    *_c("adj_close"), *_c("volume", kind=Kind.BIGINT), *_c("dividends", "stock_splits"),
-    *_c("source", kind=Kind.TEXT),
-    *(Column(c, c, Kind.BOOL if c.startswith("is_") else Kind.DOUBLE) for c in INDICATOR_COLUMNS),
-)
+_TS = {"timestamp": "ts"}
+_BAR_COLUMNS = ("symbol", "timestamp", "open", "high", "low", "close", "volume", "vwap")
 
 
 class Datasets(Enum):
@@ -110,35 +102,30 @@ class Datasets(Enum):
 
     BARS_DAILY = Dataset(
         name="bars_daily", bucket=Bucket.PROCESSED, prefix=processed_bars_prefix("1d"),
-        partition_by=("date",), target="bars_daily", columns=_BARS_DAILY_COLUMNS, keys=("symbol", "ts"))
+        partition_by=("date",), target="bars_daily", columns=_take(declared.BARS, rename=_TS),
+        keys=("symbol", "ts"))
     BARS_MINUTE_HISTORY = Dataset(
         name="bars_minute_history", bucket=Bucket.PROCESSED, prefix=processed_bars_prefix("1m"),
         partition_by=("date",), target="bars_intraday",
-        columns=(Column("symbol", "symbol", Kind.TEXT), Column("timestamp", "ts", Kind.TIMESTAMP),
-                 *_BAR_OHLC, *_c("volume", kind=Kind.BIGINT), *_c("vwap")),
+        columns=_take(declared.BARS, *_BAR_COLUMNS, rename=_TS),
         keys=("symbol", "bar_interval", "origin", "ts"),
         constants={"bar_interval": ("1m", Kind.TEXT), "origin": ("history", Kind.TEXT)})
     ANOMALIES = Dataset(
         name="anomalies", bucket=Bucket.PROCESSED, prefix=f"{PROCESSED_ANOMALIES_PREFIX}/",
         partition_by=("interval", "date"), target="anomalies",
-        columns=(Column("symbol", "symbol", Kind.TEXT), Column("timestamp", "ts", Kind.TIMESTAMP),
-                 Column("kind", "kind", Kind.TEXT), *_c("close", "return_simple", "return_zscore"),
-                 *_c("volume", kind=Kind.BIGINT), *_c("volume_ratio")),
+        # `interval` and `date` are in the path (anomalies/interval=1d/date=D/)
+        columns=_take(declared.ANOMALIES, "symbol", "timestamp", "kind", "close", "return_simple",
+                      "return_zscore", "volume", "volume_ratio", rename=_TS),
         keys=("symbol", "bar_interval", "kind", "ts"))
     TICKS = Dataset(
         name="ticks", bucket=Bucket.REALTIME, prefix=f"{REALTIME_TICKS_PREFIX}/",
         partition_by=("date", "hour"), target="ticks",
-        columns=(*_c("event_id", kind=Kind.TEXT), Column("event_time", "event_time", Kind.TIMESTAMP),
-                 *_c("symbol", kind=Kind.TEXT), *_c("price"), *_c("size", kind=Kind.BIGINT),
-                 *_c("bid", "ask"), *_c("source", kind=Kind.TEXT),
-                 *_c("kafka_partition", kind=Kind.INT), *_c("kafka_offset", kind=Kind.BIGINT)),
-        keys=("event_id",), sink_log=True)
+        columns=_take(declared.TICKS), keys=("event_id",), sink_log=True)
     LIVE_BARS = Dataset(
         name="live_bars", bucket=Bucket.REALTIME, prefix=f"{REALTIME_BARS_PREFIX}/",
         partition_by=("interval", "date"), target="bars_intraday",
-        columns=(Column("symbol", "symbol", Kind.TEXT), Column("window_start", "ts", Kind.TIMESTAMP),
-                 *_BAR_OHLC, *_c("volume", kind=Kind.BIGINT), *_c("vwap"),
-                 *_c("trades", kind=Kind.BIGINT)),
+        columns=_take(declared.LIVE_BARS, "symbol", "window_start", "open", "high", "low", "close",
+                      "volume", "vwap", "trades", rename={"window_start": "ts"}),
         keys=("symbol", "bar_interval", "origin", "ts"),
         constants={"origin": ("stream", Kind.TEXT)})
 
@@ -186,12 +173,11 @@ def _committed_sink_files(s3, dataset: Dataset) -> set[str] | None:
     carries all earlier entries; each entry is a JSON line with the file's path and action."""
     log_prefix = f"{dataset.prefix}_spark_metadata/"
     batches: dict[int, str] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=dataset.bucket.value, Prefix=log_prefix):
-        for obj in page.get("Contents", []):
-            name = obj["Key"][len(log_prefix):]
-            match = re.fullmatch(r"(\d+)(\.compact)?", name)
-            if match:
-                batches[int(match.group(1))] = obj["Key"]
+    for obj in iter_objects(s3, dataset.bucket.value, log_prefix):
+        name = obj["Key"][len(log_prefix):]
+        match = re.fullmatch(r"(\d+)(\.compact)?", name)
+        if match:
+            batches[int(match.group(1))] = obj["Key"]
     if not batches:
         return None
     compacted = [b for b, k in batches.items() if k.endswith(".compact")]
@@ -210,13 +196,12 @@ def list_partitions(s3, dataset: Dataset) -> dict[str, list[LakeObject]]:
     """The dataset's data objects in the lake, by partition (sorted, deterministic)."""
     committed = _committed_sink_files(s3, dataset) if dataset.sink_log else None
     partitions: dict[str, list[LakeObject]] = defaultdict(list)
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=dataset.bucket.value, Prefix=dataset.prefix):
-        for obj in page.get("Contents", []):
-            partition = _partition_of(dataset, obj["Key"])
-            if partition is None or (dataset.sink_log and obj["Key"] not in (committed or set())):
-                continue
-            partitions[partition].append(
-                LakeObject(dataset.bucket.value, obj["Key"], obj["ETag"].strip('"'), obj["Size"]))
+    for obj in iter_objects(s3, dataset.bucket.value, dataset.prefix):
+        partition = _partition_of(dataset, obj["Key"])
+        if partition is None or (dataset.sink_log and obj["Key"] not in (committed or set())):
+            continue
+        partitions[partition].append(
+            LakeObject(dataset.bucket.value, obj["Key"], obj["ETag"].strip('"'), obj["Size"]))
     return {p: sorted(objs, key=lambda o: o.key) for p, objs in sorted(partitions.items())}
 
 
@@ -240,8 +225,8 @@ def read_object(s3, obj: LakeObject, dataset: Dataset, columns: list[str] | None
 
 def _normal(value) -> object:
     if isinstance(value, datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        delta = aware - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        delta = aware - datetime(1970, 1, 1, tzinfo=UTC)
         return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     if isinstance(value, date):
         return value.isoformat()

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tickerlake.names import REALTIME_BARS_PREFIX, Bucket, Table
-from tickerlake.settings import Settings
+from tickerlake.core.names import REALTIME_BARS_PREFIX, Bucket, Table
+from tickerlake.core.settings import Settings
 
 LIVE_BAR_TABLES = {"1m": Table.LIVE_BARS_1M, "5m": Table.LIVE_BARS_5M}
 COLUMNS = ["symbol", "window_start", "open", "high", "low", "close", "volume", "vwap", "trades"]
@@ -36,7 +36,7 @@ def export_live_bars(settings: Settings, s3) -> dict[str, int]:
     """Write changed (interval, date) snapshots; returns key -> rows for the objects written."""
     from pyiceberg.exceptions import NoSuchTableError
 
-    from tickerlake.spark import iceberg_catalog
+    from tickerlake.core.iceberg import iceberg_catalog
 
     catalog, written = iceberg_catalog(settings), {}
     for interval, table_name in LIVE_BAR_TABLES.items():

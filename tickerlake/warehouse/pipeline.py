@@ -1,14 +1,13 @@
 """The load and the check as plain functions (used by the load DAG, the CLI and the demo)."""
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
-from tickerlake.clients import s3_client
-from tickerlake.names import Bucket
-from tickerlake.settings import Settings
+from tickerlake.core.clients import s3_client
+from tickerlake.core.names import Bucket
+from tickerlake.core.settings import Settings
 from tickerlake.warehouse import open_warehouse
-from tickerlake.warehouse.base import (LoadReport, PartitionCheck, check_dataset, load_dataset,
-                                       raise_on_mismatch)
+from tickerlake.warehouse.base import LoadReport, PartitionCheck, check_dataset, load_dataset, raise_on_mismatch
 from tickerlake.warehouse.datasets import Dataset, Datasets
 from tickerlake.warehouse.live_bars import export_live_bars
 

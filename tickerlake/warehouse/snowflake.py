@@ -14,15 +14,16 @@ Tested against fakesnow; the same tests run against a real account when its sett
 """
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable
 
 import pyarrow.parquet as pq
 
-from tickerlake.errors import TickerlakeError
-from tickerlake.settings import REPO_ROOT, SnowflakeSettings, StageKind
+from tickerlake.core.errors import TickerlakeError
+from tickerlake.core.settings import REPO_ROOT, SnowflakeSettings, StageKind
 from tickerlake.warehouse.base import Backend, Dialect, Warehouse
 from tickerlake.warehouse.datasets import Dataset, Kind, LakeObject
 
@@ -42,6 +43,15 @@ class SnowflakeDialect(Dialect):
     types = {Kind.TEXT: "VARCHAR", Kind.TIMESTAMP: "TIMESTAMP_TZ", Kind.DATE: "DATE",
              Kind.DOUBLE: "DOUBLE", Kind.BIGINT: "NUMBER(38, 0)", Kind.INT: "NUMBER(38, 0)",
              Kind.BOOL: "BOOLEAN"}
+
+    def placeholder(self, position: int) -> str:
+        return "%s"  # the connector's default paramstyle (pyformat)
+
+    def upsert_symbols(self, table: str, select: str) -> str:
+        # MERGE statements on one table are serialised by Snowflake's table lock, so two loads
+        # adding the same new symbol cannot both insert it.
+        return (f"MERGE INTO {table} t USING ({select}) s ON t.SYMBOL = s.SYMBOL "
+                "WHEN NOT MATCHED THEN INSERT (SYMBOL) VALUES (s.SYMBOL)")
 
     def merge(self, dataset: Dataset, partition: str, table: str, staging: str) -> str:
         columns = [self.ident(c) for c in dataset.target_columns()]
@@ -86,7 +96,7 @@ class SnowflakeWarehouse(Warehouse):
         self.settings = settings
         try:
             self.conn = connect() if connect else self._connect(settings)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any driver failure becomes one line
             raise TickerlakeError(f"cannot connect to Snowflake account {settings.account!r}: "
                                   f"{str(exc).splitlines()[0]}") from None
         self.label = f"snowflake://{settings.account or 'connection'}/{settings.database}.{settings.db_schema}"
@@ -104,19 +114,29 @@ class SnowflakeWarehouse(Warehouse):
             "role": settings.role or None}.items() if v}
         return snowflake.connector.connect(**options)
 
-    def _execute(self, sql: str, params=None) -> list[tuple]:
+    def _fetch(self, sql: str, params: tuple) -> list[tuple]:
         with self.conn.cursor() as cur:
-            cur.execute(sql, params)
-            try:
-                return cur.fetchall()
-            except Exception:  # statements without a result set
-                return []
+            cur.execute(sql, params or None)
+            return cur.fetchall()
+
+    def _execute(self, sql: str, params: tuple = ()) -> int:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params or None)
+            return max(cur.rowcount or 0, 0)
+
+    def _insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+        names = ", ".join(self.dialect.ident(c) for c in columns)
+        with self.conn.cursor() as cur:
+            cur.executemany(f"INSERT INTO {self.table(table)} ({names}) "
+                            f"VALUES ({', '.join(['%s'] * len(columns))})", rows)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        # Autocommit: each step is idempotent and the ledger is written last (module docstring).
+        yield
 
     def table(self, name: str) -> str:
         return self.dialect.ident(name)
-
-    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        return self._execute(sql, params or None)
 
     def query_table(self, sql: str) -> tuple[list[str], list[tuple]]:
         with self.conn.cursor() as cur:
@@ -138,13 +158,6 @@ class SnowflakeWarehouse(Warehouse):
                 self._execute(f"CREATE STAGE IF NOT EXISTS {external_stage_name(s, bucket)} "
                               f"URL = '{s.external_url.format(bucket=bucket)}' "
                               f"STORAGE_INTEGRATION = {s.storage_integration} FILE_FORMAT = (TYPE = PARQUET)")
-
-    def ledger(self, dataset: Dataset) -> dict[str, dict[str, str]]:
-        result: dict[str, dict[str, str]] = {}
-        for partition, key, etag in self.query(
-                "SELECT LAKE_PARTITION, OBJECT_KEY, ETAG FROM LOAD_LEDGER WHERE DATASET = %s", (dataset.name,)):
-            result.setdefault(partition, {})[key] = etag
-        return result
 
     def replace_partition(self, dataset: Dataset, partition: str, objects: list[LakeObject], s3) -> int:
         d, target, staging = self.dialect, self.table(dataset.target), staging_table(dataset)
@@ -169,35 +182,10 @@ class SnowflakeWarehouse(Warehouse):
                 self._execute(statement)
         self._execute(d.merge(dataset, partition, target, staging))
         self._execute(d.delete_missing(dataset, partition, target, staging))
-        self._execute(f"MERGE INTO DIM_SYMBOL t USING (SELECT DISTINCT SYMBOL FROM {staging} "
-                      "WHERE SYMBOL IS NOT NULL) s ON t.SYMBOL = s.SYMBOL "
-                      "WHEN NOT MATCHED THEN INSERT (SYMBOL) VALUES (s.SYMBOL)")
-        self._write_ledger(dataset, partition, objects, rows)
+        self.add_symbols(dataset, partition)
+        self.write_ledger(dataset, partition, objects, rows)
         self._execute(f"DROP TABLE IF EXISTS {staging}")
         return sum(rows)
-
-    def _write_ledger(self, dataset: Dataset, partition: str, objects: list[LakeObject], rows: list[int]) -> None:
-        self._execute("DELETE FROM LOAD_LEDGER WHERE DATASET = %s AND LAKE_PARTITION = %s",
-                      (dataset.name, partition))
-        if objects:
-            with self.conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO LOAD_LEDGER (DATASET, LAKE_PARTITION, BUCKET, OBJECT_KEY, ETAG, ROW_COUNT, TARGET) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    [(dataset.name, partition, o.bucket, o.key, o.etag, n, dataset.target.upper())
-                     for o, n in zip(objects, rows, strict=True)])
-
-    def drop_partition(self, dataset: Dataset, partition: str) -> None:
-        self._execute(f"DELETE FROM {self.table(dataset.target)} t WHERE {self.dialect.predicate(dataset, partition)}")
-        self._write_ledger(dataset, partition, [], [])
-
-    def forget(self, dataset: Dataset, partitions: list[str] | None = None) -> int:
-        if partitions is None:
-            deleted = self._execute("DELETE FROM LOAD_LEDGER WHERE DATASET = %s", (dataset.name,))
-            return int(deleted[0][0]) if deleted else 0  # Snowflake answers DELETE with one count row
-        for partition in partitions:
-            self._write_ledger(dataset, partition, [], [])
-        return len(partitions)
 
     def close(self) -> None:
         self.conn.close()

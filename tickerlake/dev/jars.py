@@ -10,7 +10,7 @@ Each jar has one or more sources, tried in order:
 Spark's Kafka source (``spark-sql-kafka-0-10``) is published only to Maven: without Maven it is
 left out and the streaming job uses its landing-file source instead.
 
-Usage: ``python -m tickerlake.jars [--dir DIR] [--no-maven]``; prints the jars and their SHA-256.
+Usage: ``python -m tickerlake.dev.jars [--dir DIR] [--no-maven]``; prints the jars and their SHA-256.
 """
 from __future__ import annotations
 
@@ -25,128 +25,10 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from tickerlake.errors import StackError, one_line_errors
-
-# Spark 3.5 is built for Scala 2.12 in the pyspark wheel.
-SPARK_VERSION = "3.5.9"
-SCALA = "2.12"
-
-
-@dataclass(frozen=True)
-class Maven:
-    coordinate: str  # group:artifact:version
-
-    @property
-    def path(self) -> str:
-        group, artifact, version = self.coordinate.split(":")
-        return f"{group.replace('.', '/')}/{artifact}/{version}/{artifact}-{version}.jar"
-
-
-@dataclass(frozen=True)
-class PyPIMember:
-    """A jar inside a PyPI distribution (wheel or sdist), fetched with `pip download`."""
-
-    requirement: str  # name==version
-    member: str  # path of the jar inside the archive
-    sha256: str  # of the jar itself
-
-
-@dataclass(frozen=True)
-class DebianFile:
-    """A jar installed by a Debian package (the setup script installs it)."""
-
-    package: str
-    path: str
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Jar:
-    name: str  # the file name in the jars directory
-    maven: Maven | None
-    registry: PyPIMember | DebianFile | None
-    optional: bool = False  # True: left out (with a note) when no source is reachable
-
-
-CORE_JARS: tuple[Jar, ...] = (
-    Jar(
-        "iceberg-spark-runtime-3.5_2.12-1.10.2.jar",
-        Maven("org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:1.10.2"),
-        # 1.0.3's jar lacks the shaded Jackson (NoClassDefFoundError JsonFactoryBuilder).
-        PyPIMember(
-            "snowpark-connect-deps-iceberg==1.0.2",
-            "snowpark_connect_deps_iceberg/jars/iceberg-spark-runtime-3.5_2.12-1.10.2.jar",
-            "c562d482dcd16b666e808b755469fbc4b2604284b41622c9d87e2c02b7cc6c5f",
-        ),
-    ),
-    Jar(
-        "hadoop-aws-3.3.1.jar",
-        Maven("org.apache.hadoop:hadoop-aws:3.3.1"),
-        PyPIMember(
-            "sagemaker-pyspark==1.4.5",
-            "sagemaker_pyspark-1.4.5/deps/jars/hadoop-aws-3.3.1.jar",
-            "6be50ad8a8b445d2802381b085b2a3ede5c29d353450a6a21f16b2fefa962b6e",
-        ),
-    ),
-    Jar(
-        # The full bundle: the small per-service SDK jars are not enough for S3A.
-        "aws-java-sdk-bundle-1.11.901.jar",
-        Maven("com.amazonaws:aws-java-sdk-bundle:1.11.901"),
-        PyPIMember(
-            "sagemaker-pyspark==1.4.5",
-            "sagemaker_pyspark-1.4.5/deps/jars/aws-java-sdk-bundle-1.11.901.jar",
-            "b87175b32a16544cc1b37cf40390eb375833e62bed67f8ce6cde4b7ad6429ead",
-        ),
-    ),
-    Jar(
-        # The Iceberg JDBC catalog and Spark's JDBC reads need the driver.
-        "postgresql.jar",
-        Maven("org.postgresql:postgresql:42.5.5"),
-        DebianFile(
-            "libpostgresql-jdbc-java",
-            "/usr/share/java/postgresql.jar",
-            "e68b153660caa7f47505d323829e995bd84fec7a30d2160f3ca272f774569a22",
-        ),
-    ),
-)
-
-KAFKA_JARS: tuple[Jar, ...] = (
-    Jar(
-        f"spark-sql-kafka-0-10_{SCALA}-{SPARK_VERSION}.jar",
-        Maven(f"org.apache.spark:spark-sql-kafka-0-10_{SCALA}:{SPARK_VERSION}"),
-        None,
-        optional=True,
-    ),
-    Jar(
-        f"spark-token-provider-kafka-0-10_{SCALA}-{SPARK_VERSION}.jar",
-        Maven(f"org.apache.spark:spark-token-provider-kafka-0-10_{SCALA}:{SPARK_VERSION}"),
-        None,
-        optional=True,
-    ),
-    # The client version Spark 3.5 is built against (4.x clients break the connector).
-    Jar("kafka-clients-3.4.1.jar", Maven("org.apache.kafka:kafka-clients:3.4.1"), None, optional=True),
-    Jar(
-        "commons-pool2-2.11.1.jar",
-        Maven("org.apache.commons:commons-pool2:2.11.1"),
-        None,
-        optional=True,
-    ),
-)
-
-ALL_JARS = CORE_JARS + KAFKA_JARS
-LOCK_FILE = "jars.lock.json"
-KAFKA_CONNECTOR = KAFKA_JARS[0].name
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from tickerlake.core.errors import StackError, one_line_errors
+from tickerlake.core.jars import ALL_JARS, LOCK_FILE, DebianFile, Jar, PyPIMember, sha256_of
 
 
 def maven_reachable(repo: str, timeout: float = 5.0) -> bool:
@@ -229,11 +111,14 @@ def _check_pinned(jar: Jar, path: Path) -> None:
         raise StackError(f"{jar.name}: SHA-256 {actual} does not match the pinned {jar.registry.sha256}")
 
 
-def provision(target_dir: Path, maven_repo: str | None, log=print) -> dict[str, str]:
+def provision(target_dir: Path, maven_repo: str | None, log=print,
+              jars: tuple[Jar, ...] = ALL_JARS) -> dict[str, str]:
     """Make `target_dir` hold every core jar (and the Kafka jars when Maven is reachable).
 
-    Idempotent: a jar already present with its recorded checksum is kept. Returns name -> SHA-256
-    and writes them to ``jars.lock.json`` in the directory.
+    Idempotent: a jar already present whose SHA-256 equals the one recorded when it was installed
+    is kept; one that differs (tampered, truncated) is deleted, reported and fetched again. The
+    lock (``jars.lock.json``) records the SHA-256 of each jar as verified on install (against the
+    repository's ``.sha1`` or the pinned SHA-256), never what happens to be on disk. Returns it.
     """
     target_dir.mkdir(parents=True, exist_ok=True)
     lock_path = target_dir / LOCK_FILE
@@ -242,13 +127,15 @@ def provision(target_dir: Path, maven_repo: str | None, log=print) -> dict[str, 
     log(f"Maven repository {'reachable' if use_maven else 'not reachable'}: "
         f"{'Maven coordinates' if use_maven else 'registry packages'} first")
 
-    missing = [j for j in ALL_JARS if not _present(j, target_dir, lock)]
+    missing = [j for j in jars if not _verified(j, target_dir, lock, log)]
     from_registry = []
     for jar in missing:
+        lock.pop(jar.name, None)
         path = target_dir / jar.name
         if use_maven and jar.maven is not None:
             try:
                 _from_maven(jar, maven_repo, path)  # type: ignore[arg-type]
+                lock[jar.name] = sha256_of(path)  # of the download just checked against its .sha1
                 log(f"  {jar.name}: from Maven {jar.maven.coordinate}")
                 continue
             except (OSError, StackError) as exc:
@@ -262,40 +149,34 @@ def provision(target_dir: Path, maven_repo: str | None, log=print) -> dict[str, 
     if from_registry:
         _from_registry(from_registry, target_dir)
         for jar in from_registry:
+            assert jar.registry is not None
             _check_pinned(jar, target_dir / jar.name)
+            lock[jar.name] = jar.registry.sha256
             log(f"  {jar.name}: from {jar.registry.__class__.__name__} "
                 f"{getattr(jar.registry, 'requirement', getattr(jar.registry, 'package', ''))}")
-
-    lock = {j.name: sha256_of(target_dir / j.name) for j in ALL_JARS if (target_dir / j.name).exists()}
-    lock_path.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
+    lock_path.write_text(json.dumps(dict(sorted(lock.items())), indent=2) + "\n")
     return lock
 
 
-def _present(jar: Jar, target_dir: Path, lock: dict[str, str]) -> bool:
+def _verified(jar: Jar, target_dir: Path, lock: dict[str, str], log) -> bool:
+    """True when the jar is installed and its SHA-256 is the one recorded on install."""
     path = target_dir / jar.name
-    if not path.exists() or jar.name not in lock:
+    if not path.exists():
         return False
-    # Size check is cheap; the full hash is checked when the lock was written.
-    return path.stat().st_size > 0
-
-
-def jar_paths(target_dir: Path) -> list[Path]:
-    """The provisioned jars to put on Spark's classpath, or a clear error if not provisioned."""
-    missing = [j.name for j in CORE_JARS if not (target_dir / j.name).is_file()]
-    if missing:
-        raise StackError(
-            f"Spark jars missing from {target_dir}: {', '.join(missing)}; run `make jars` "
-            "(python -m tickerlake.jars)"
-        )
-    return [target_dir / j.name for j in ALL_JARS if (target_dir / j.name).is_file()]
+    if jar.name in lock and sha256_of(path) == lock[jar.name]:
+        return True
+    log(f"  {jar.name}: SHA-256 differs from the one recorded on install "
+        f"({'tampered or truncated' if jar.name in lock else 'not in the lock'}); deleted, fetching again")
+    path.unlink()
+    return False
 
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    from tickerlake.settings import SparkSettings  # jars need no other (secret) settings
+    from tickerlake.core.settings import SparkSettings  # jars need no other (secret) settings
 
     spark = SparkSettings()
-    parser = argparse.ArgumentParser(prog="python -m tickerlake.jars", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tickerlake.dev.jars", description=__doc__.split("\n")[0])
     parser.add_argument("--dir", type=Path, default=spark.jars_dir)
     parser.add_argument("--no-maven", action="store_true", help="use only the registry packages")
     args = parser.parse_args(argv)

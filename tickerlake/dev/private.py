@@ -8,11 +8,14 @@ import os
 import random
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from tickerlake.stack.process import free_port, port_in_use
+from tickerlake.core.errors import StackError
+from tickerlake.core.processes import free_port, port_in_use
 
 LOOPBACK = "127.0.0.1"
 
@@ -52,7 +55,7 @@ def private_env(state: Path) -> dict[str, str]:
 @contextlib.contextmanager
 def exported(env: dict[str, str]) -> Iterator[None]:
     """Set `env` in os.environ (and re-read the settings) for the duration."""
-    from tickerlake.settings import get_settings
+    from tickerlake.core.settings import get_settings
 
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -71,11 +74,8 @@ def exported(env: dict[str, str]) -> Iterator[None]:
 @contextlib.contextmanager
 def private_stack(extra_env: dict[str, str] | None = None) -> Iterator[list]:
     """Start, initialise, yield the services; stop them by PID and delete the state on exit."""
-    from minio_init.buckets import ensure_buckets
-    from minio_init.topics import ensure_topics
-    from minio_init.warehouse import apply_sql, ensure_databases
-    from tickerlake.settings import get_settings
-    from tickerlake.stack.services import services
+    from tickerlake.core.settings import REPO_ROOT, get_settings
+    from tickerlake.dev.services import services
 
     state = Path(tempfile.mkdtemp(prefix="tickerlake-private-"))
     state.chmod(0o755)  # the Postgres server runs as the `postgres` user and must reach its dir
@@ -87,10 +87,12 @@ def private_stack(extra_env: dict[str, str] | None = None) -> Iterator[list]:
                 for service in services(settings):
                     service.up()
                     started.append(service)
-                ensure_buckets(settings.s3)
-                ensure_topics(settings.kafka)
-                ensure_databases(settings.pg)
-                apply_sql(settings.pg)
+                # The product's own one-shot init, as a user runs it (and no import of it here:
+                # minio_init imports the package, not the other way round).
+                done = subprocess.run([sys.executable, "-m", "minio_init"], cwd=REPO_ROOT,
+                                      capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise StackError(f"python -m minio_init failed: {done.stderr.strip()[-500:]}")
                 yield started
             finally:
                 for service in reversed(started):

@@ -1,17 +1,17 @@
-"""`python -m tickerlake.stack up|down|status`: the embedded local stack, by PID."""
+"""`python -m tickerlake.dev.stack up|down|status`: the embedded local stack, by PID."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from tickerlake.errors import one_line_errors
-from tickerlake.settings import get_settings
-from tickerlake.stack.services import services
+from tickerlake.core.errors import one_line_errors
+from tickerlake.core.settings import get_settings
+from tickerlake.dev.services import services
 
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tickerlake.stack")
+    parser = argparse.ArgumentParser(prog="python -m tickerlake.dev.stack")
     parser.add_argument("command", choices=["up", "down", "status"])
     args = parser.parse_args(argv)
     settings = get_settings()

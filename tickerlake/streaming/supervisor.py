@@ -1,14 +1,20 @@
 """Start, watch and stop the streaming processes: the demo producer, the landing sink and the
 Spark streaming job, each detached and tracked by PID under the state directory.
 
-`supervise()` holds a Postgres advisory lock for its whole run, so a retry or an overlapping run
-(even from another host) can never start a second copy of the job on the same checkpoint; it
-starts what is not running, restarts a stalled job (no progress for `stall_seconds` while records
-are waiting), and reports lag and rows/s. `stop_all()` stops everything by PID with SIGTERM (the
-job finishes its micro-batch, the sink lands what it holds).
+`supervise()` holds a Postgres advisory lock for the length of one round, so a retry or an
+overlapping round cannot start a second copy of the job at the same time; it starts what is not
+running, restarts a stalled job (no progress for `stall_seconds` while records are waiting), and
+reports lag and rows/s. `stop_all()` stops everything by PID with SIGTERM (the job finishes its
+micro-batch, the sink lands what it holds).
+
+Known limit: the PID files and the stall state are on the local disk of the host that ran the
+round, so the guarantee of one job holds for rounds on one host (one Airflow worker, or the
+LocalExecutor); a round on a second worker host would not see the first host's job. A lease held
+in Postgres for the job's whole life is the planned fix (docs/streaming.md).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -18,9 +24,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tickerlake.names import STREAM_STATE_PREFIX, Bucket, Topic
-from tickerlake.settings import REPO_ROOT, Settings, StreamSource, get_settings
-from tickerlake.stack.process import PidFile, spawn, stop
+from tickerlake.core.errors import one_line_errors
+from tickerlake.core.names import STREAM_STATE_PREFIX, Bucket, Topic
+from tickerlake.core.processes import PidFile, spawn, stop
+from tickerlake.core.settings import REPO_ROOT, Settings, StreamSource, get_settings
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x7469636B  # pg_advisory_lock key: "tick"
@@ -79,7 +86,7 @@ def kafka_lag(settings: Settings, positions: dict[int, int]) -> dict[int, int]:
     """Records in the topic past `positions` (the next offset to read), per partition."""
     from kafka import TopicPartition
 
-    from tickerlake.clients import kafka_consumer
+    from tickerlake.core.clients import kafka_consumer
 
     consumer = kafka_consumer(settings.kafka, group_id=None)
     try:
@@ -131,8 +138,9 @@ def supervise(*, demo_producer: bool = False, stall_seconds: float = 180.0,
     """One supervision round (the DAG runs it every few minutes)."""
     import psycopg
 
-    from tickerlake.clients import pg_connect, s3_client
-    from tickerlake.spark import kafka_source_available
+    from tickerlake.core.clients import pg_connect, s3_client
+    from tickerlake.core.landing import durable_positions
+    from tickerlake.core.spark import resolve_stream_source
 
     settings = settings or get_settings()
     s3 = s3_client(settings.s3)
@@ -141,9 +149,7 @@ def supervise(*, demo_producer: bool = False, stall_seconds: float = 180.0,
         if not held:
             raise SupervisorBusy("another supervisor holds the stream lock; not starting a second copy")
         try:
-            source = settings.stream.source
-            if source is StreamSource.AUTO:
-                source = StreamSource.KAFKA if kafka_source_available(settings) else StreamSource.LANDING
+            source = resolve_stream_source(settings)
             report: dict = {"source": source.value}
             if demo_producer:
                 report[PRODUCER.name] = ensure_running(settings, PRODUCER)
@@ -151,8 +157,6 @@ def supervise(*, demo_producer: bool = False, stall_seconds: float = 180.0,
                 report[SINK.name] = ensure_running(settings, SINK)
             progress = read_progress(s3)
             if source is StreamSource.LANDING:  # what the sink has not landed yet
-                from ingestion.landing_sink import durable_positions
-
                 lag = kafka_lag(settings, durable_positions(s3))
             else:  # what the job's Kafka source has not read yet
                 lag = kafka_lag(settings, kafka_source_positions(progress))
@@ -179,9 +183,22 @@ def stop_all(settings: Settings | None = None) -> dict:
     return {proc.name: stop_proc(settings, proc) for proc in (PRODUCER, SINK, STREAM)}
 
 
-if __name__ == "__main__":  # python -m tickerlake.supervisor [stop]
+@one_line_errors
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tickerlake.streaming.supervisor",
+                                     description="one supervision round of the streaming lane, or stop it")
+    parser.add_argument("action", nargs="?", choices=["supervise", "stop"], default="supervise")
+    parser.add_argument("--demo", action="store_true", help="also run the synthetic demo producer")
+    parser.add_argument("--stall-seconds", type=float, default=180.0)
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    action = sys.argv[1] if len(sys.argv) > 1 else "supervise"
-    print(json.dumps(stop_all() if action == "stop" else supervise(demo_producer="--demo" in sys.argv),
-                     default=str))
-    os._exit(0)
+    report = stop_all() if args.action == "stop" else supervise(demo_producer=args.demo,
+                                                                 stall_seconds=args.stall_seconds)
+    print(json.dumps(report, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # py4j/kafka threads must not keep the round's process alive

@@ -10,18 +10,21 @@ of a stack trace. Secrets are `SecretStr`: they never appear in a repr or a log 
 """
 from __future__ import annotations
 
+import difflib
 import functools
+import logging
+import os
 import re
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tickerlake.errors import ConfigError
+from tickerlake.core.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_PREFIX = "TICKERLAKE_"
 _HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
@@ -144,7 +147,7 @@ class SparkSettings(BaseSettings):
     jars_dir: Path = REPO_ROOT / "jars"
     # The Spark UI binds to SPARK_LOCAL_IP (we set 127.0.0.1); tests turn it off to save memory.
     ui_enabled: bool = True
-    # Where `python -m tickerlake.jars` looks first; empty = registry packages only.
+    # Where `python -m tickerlake.dev.jars` looks first; empty = registry packages only.
     maven_repo: str = "https://repo1.maven.org/maven2"
 
     @field_validator("master")
@@ -167,7 +170,7 @@ class IcebergSettings(BaseSettings):
     catalog: str = Field(default="lake", pattern=r"^[a-z_][a-z0-9_]*$")
 
 
-class StreamSource(str, Enum):
+class StreamSource(StrEnum):
     """Where the streaming job reads the ticks topic from."""
 
     AUTO = "auto"  # Spark's Kafka source when its connector class loads, else the landing files
@@ -188,7 +191,7 @@ class StreamSettings(BaseSettings):
     checkpoint_root: str = "s3a://realtime/_checkpoints"
 
 
-class StageKind(str, Enum):
+class StageKind(StrEnum):
     """How the lake's Parquet reaches Snowflake."""
 
     INTERNAL = "internal"  # PUT each object into a named internal stage (any S3 store, MinIO too)
@@ -234,6 +237,30 @@ class SnowflakeSettings(BaseSettings):
         return self
 
 
+class WarehouseBackend(StrEnum):
+    """Which warehouse the load writes to."""
+
+    AUTO = "auto"  # Snowflake when configured (Airflow connection or account set), else Postgres
+    POSTGRES = "postgres"
+    SNOWFLAKE = "snowflake"
+
+
+class WarehouseSettings(BaseSettings):
+    """The warehouse lane: which backend the load and the check use (tickerlake/warehouse/)."""
+
+    model_config = _config("WAREHOUSE")
+
+    backend: WarehouseBackend = WarehouseBackend.AUTO
+
+
+class AirflowSettings(BaseSettings):
+    """The local Airflow UI (`make airflow-ui`); compose sets its own ports."""
+
+    model_config = _config("AIRFLOW")
+
+    port: int = Field(default=8080, ge=1, le=65535)
+
+
 class StackSettings(BaseSettings):
     """Where the embedded local stack keeps its data, logs and PID files."""
 
@@ -255,6 +282,8 @@ class Settings(BaseModel):
     stream: StreamSettings
     stack: StackSettings
     snowflake: SnowflakeSettings
+    warehouse: WarehouseSettings
+    airflow: AirflowSettings
 
 
 _GROUPS: dict[str, type[BaseSettings]] = {
@@ -266,7 +295,38 @@ _GROUPS: dict[str, type[BaseSettings]] = {
     "stream": StreamSettings,
     "stack": StackSettings,
     "snowflake": SnowflakeSettings,
+    "warehouse": WarehouseSettings,
+    "airflow": AirflowSettings,
 }
+log = logging.getLogger(__name__)
+
+
+def known_variables() -> set[str]:
+    """Every TICKERLAKE_* variable a settings group reads."""
+    return {f"{cls.model_config.get('env_prefix', '')}{name}".upper()
+            for cls in _GROUPS.values() for name in cls.model_fields}
+
+
+def _env_file_names(path: Path) -> set[str]:
+    if not path.is_file():
+        return set()
+    names = set()
+    for line in path.read_text(errors="replace").splitlines():
+        name = line.split("=", 1)[0].strip().removeprefix("export ").strip()
+        if "=" in line and not line.lstrip().startswith("#"):
+            names.add(name)
+    return names
+
+
+def unknown_variables(names: set[str]) -> list[str]:
+    """One line per TICKERLAKE_* name no setting reads, naming the closest known setting."""
+    known = known_variables()
+    lines = []
+    for name in sorted(n for n in names if n.startswith(ENV_PREFIX) and n not in known):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        lines.append(f"{name} is not a tickerlake setting and is ignored{hint}")
+    return lines
 
 
 def _port_of(url: str) -> int:
@@ -299,6 +359,10 @@ def _one_line(group: type[BaseSettings], error: ValidationError) -> ConfigError:
 
 def load_settings(**overrides: Any) -> Settings:
     """Read every group from the environment; `overrides` maps group name -> field dict."""
+    env_file = S3Settings.model_config.get("env_file")
+    names = set(os.environ) | (_env_file_names(Path(str(env_file))) if env_file else set())
+    for line in unknown_variables(names):
+        log.warning("tickerlake: warning: %s", line)
     groups = {}
     for name, cls in _GROUPS.items():
         try:

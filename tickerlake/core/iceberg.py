@@ -1,12 +1,19 @@
-"""Idempotent writes to Iceberg tables from Spark."""
+"""Iceberg helpers: namespaces and tables created from their declarations, idempotent MERGE from
+Spark, and pyiceberg's view of the same catalog for Python-side reads."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
+
+from tickerlake.core.datasets import Dataset
+from tickerlake.core.names import Bucket, Namespace, Table
+from tickerlake.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyspark.sql import DataFrame, SparkSession
 
 _views = itertools.count()
 
@@ -67,3 +74,50 @@ def _merge(rows: "DataFrame", table: str, keys: Sequence[str], actions: str) -> 
     rows.sparkSession.sql(f"MERGE INTO {table} t USING {view} s ON {on} {actions}")
     rows.sparkSession.catalog.dropTempView(view)
     return count
+
+
+def ensure_namespaces(spark: "SparkSession", settings: Settings | None = None) -> None:
+    """Create each Iceberg namespace (tables set their own location: `Namespace.table_location`)."""
+    catalog = (settings or get_settings()).iceberg.catalog
+    for namespace in Namespace:
+        spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {catalog}.{namespace.value}")
+
+
+def create_iceberg_table(spark: "SparkSession", namespace: Namespace, table: str, columns: str,
+                         *, partitioned_by: str = "", settings: Settings | None = None) -> str:
+    """CREATE TABLE IF NOT EXISTS in the namespace's bucket; returns the qualified name."""
+    catalog = (settings or get_settings()).iceberg.catalog
+    name = namespace.qualified(catalog, table)
+    partition = f" PARTITIONED BY ({partitioned_by})" if partitioned_by else ""
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING iceberg{partition} "
+              f"LOCATION '{namespace.table_location(table)}'")
+    return name
+
+
+def create_declared_table(spark: "SparkSession", table: Table, dataset: Dataset,
+                          settings: Settings | None = None) -> str:
+    """CREATE TABLE IF NOT EXISTS for an Iceberg table from its dataset's declaration."""
+    if table not in dataset.tables:
+        raise ValueError(f"dataset {dataset.name} does not declare the table {table}")
+    return create_iceberg_table(spark, table.namespace, table.table, dataset.spark_ddl(),
+                                partitioned_by=dataset.spark_partitioning(), settings=settings)
+
+
+def iceberg_catalog(settings: Settings | None = None) -> "SqlCatalog":
+    """pyiceberg's view of the same JDBC catalog Spark uses (for Python-side reads)."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    settings = settings or get_settings()
+    s3, pg = settings.s3, settings.pg
+    return SqlCatalog(
+        settings.iceberg.catalog,
+        uri=pg.sqlalchemy_url(driver="psycopg"),
+        warehouse=Bucket.PROCESSED.s3a("iceberg"),
+        **{
+            "s3.endpoint": s3.endpoint_url,
+            "s3.access-key-id": s3.access_key_id,
+            "s3.secret-access-key": s3.secret_access_key.get_secret_value(),
+            "s3.region": s3.region,
+            "s3.force-virtual-addressing": "false",
+        },
+    )

@@ -1,6 +1,6 @@
 """Run the `airflow` CLI against the embedded local stack.
 
-`python -m tickerlake.airflow_local ARGS...` (for example `dags test lake_smoke 2026-01-02`) runs
+`python -m tickerlake.dev.airflow_local ARGS...` (for example `dags test lake_smoke 2026-01-02`) runs
 `airflow ARGS` with AIRFLOW_HOME under the state directory, the metadata database on the stack's
 Postgres, this repository's `dags/` folder, LocalExecutor, and a `spark_default` connection for
 the configured Spark master. The metadata database is migrated on first use.
@@ -9,25 +9,16 @@ Docker users do not need this: docker-compose.yml sets the same variables on the
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
 
-from tickerlake.errors import one_line_errors
-from tickerlake.settings import REPO_ROOT, Settings, get_settings
-
-
-def _persistent_secret(path: Path) -> str:
-    """A random key generated once per state directory (never committed, never logged)."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+from tickerlake.core.errors import one_line_errors
+from tickerlake.core.settings import REPO_ROOT, Settings, get_settings
+from tickerlake.dev.secret_files import persistent_secret
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:
@@ -40,9 +31,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__DEFAULT_TIMEZONE": "UTC",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": settings.pg.sqlalchemy_url(settings.pg.airflow_database),
-        "AIRFLOW__CORE__FERNET_KEY": _fernet_key(home / "fernet.key"),
-        "AIRFLOW__API_AUTH__JWT_SECRET": _persistent_secret(home / "jwt.secret"),
-        "AIRFLOW__API__SECRET_KEY": _persistent_secret(home / "api.secret"),
+        "AIRFLOW__CORE__FERNET_KEY": persistent_secret(home / "fernet.key", _fernet_key),
+        "AIRFLOW__API_AUTH__JWT_SECRET": persistent_secret(home / "jwt.secret"),
+        "AIRFLOW__API__SECRET_KEY": persistent_secret(home / "api.secret"),
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": settings.spark.master}),
         # spark-submit and the stack's binaries live in the venv.
@@ -54,15 +45,10 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def _fernet_key(path: Path) -> str:
-    if not path.exists():
-        from cryptography.fernet import Fernet
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(Fernet.generate_key().decode())
-    return path.read_text().strip()
+    return Fernet.generate_key().decode()
 
 
 def run_airflow(args: list[str], settings: Settings | None = None, *, check: bool = False,
@@ -81,8 +67,11 @@ def run_airflow(args: list[str], settings: Settings | None = None, *, check: boo
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    return run_airflow(args).returncode
+    parser = argparse.ArgumentParser(prog="python -m tickerlake.dev.airflow_local",
+                                     description="run the airflow CLI against the local stack")
+    parser.add_argument("airflow_args", nargs=argparse.REMAINDER, help="arguments for `airflow`")
+    args = parser.parse_args(argv)
+    return run_airflow(args.airflow_args).returncode
 
 
 if __name__ == "__main__":

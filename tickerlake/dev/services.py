@@ -17,10 +17,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from tickerlake.errors import StackError
-from tickerlake.names import Bucket
-from tickerlake.settings import Settings
-from tickerlake.stack.process import PidFile, port_in_use, spawn, stop, wait_until
+from tickerlake.core.errors import StackError
+from tickerlake.core.names import Bucket
+from tickerlake.core.processes import PidFile, port_in_use, spawn, stop, wait_until
+from tickerlake.core.settings import Settings
+from tickerlake.dev.secret_files import write_secret_file
 
 LOOPBACK = "127.0.0.1"
 
@@ -148,9 +149,7 @@ class S3Server(Service):
                              "secretKey": s3.secret_access_key.get_secret_value()}],
             "actions": ["Admin", "Read", "List", "Tagging", "Write"],
         }]}
-        config = self.state / "s3.json"
-        config.touch(mode=0o600)  # written owner-only: it holds the secret key
-        config.write_text(json.dumps(identities))
+        write_secret_file(self.state / "s3.json", json.dumps(identities), replace=True)
 
     def _command(self) -> list[str]:
         base = self.settings.s3.port
@@ -167,18 +166,18 @@ class S3Server(Service):
     def _env(self) -> dict[str, str]:
         return {"GOMEMLIMIT": "512MiB"}
 
-    HEALTH_BUCKET = "tickerlake-health"  # the local server's own: the lake's buckets stay clean
-
     def is_healthy(self) -> bool:
-        """A signed write and read back: after a restart the S3 gateway answers listings before
-        its volume server serves data, and `up` must mean that reads work."""
-        from tickerlake.clients import s3_client
+        """Read-only: a signed ListBuckets, and the volume server's own status page (after a
+        restart the S3 gateway answers listings before its volume server serves data, and `up`
+        must mean that reads and writes work)."""
+        import urllib.request
 
-        client = s3_client(self.settings.s3)
-        if self.HEALTH_BUCKET not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
-            client.create_bucket(Bucket=self.HEALTH_BUCKET)
-        client.put_object(Bucket=self.HEALTH_BUCKET, Key="probe", Body=b"ok")
-        return client.get_object(Bucket=self.HEALTH_BUCKET, Key="probe")["Body"].read() == b"ok"
+        from tickerlake.core.clients import s3_client
+
+        s3_client(self.settings.s3).list_buckets()
+        url = f"http://{LOOPBACK}:{self.settings.s3.port + 2}/status"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200 and bool(json.loads(response.read()).get("Volumes") is not None)
 
 
 class KafkaBroker(Service):
@@ -214,13 +213,9 @@ class KafkaBroker(Service):
     stop_signal = signal.SIGTERM
 
     def is_healthy(self) -> bool:
-        from tickerlake.clients import kafka_admin
+        from tickerlake.core.health import kafka_answers
 
-        admin = kafka_admin(self.settings.kafka)
-        try:
-            admin.list_topics()  # a metadata round trip
-        finally:
-            admin.close()
+        kafka_answers(self.settings)
         return True
 
 
@@ -269,9 +264,8 @@ class PostgresCluster(Service):
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         self._owned(self.data_dir)
         pwfile = self.state / "pg.pw"
-        pwfile.write_text(self.settings.pg.password.get_secret_value() + "\n")
+        write_secret_file(pwfile, self.settings.pg.password.get_secret_value() + "\n", replace=True)
         self._owned(pwfile)
-        pwfile.chmod(0o600)
         try:
             done = subprocess.run(
                 [str(self.bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", self.settings.pg.user,
@@ -291,10 +285,9 @@ class PostgresCluster(Service):
                 "-c", f"unix_socket_directories={self.data_dir}"]
 
     def is_healthy(self) -> bool:
-        from tickerlake.clients import pg_connect
+        from tickerlake.core.health import postgres_answers
 
-        with pg_connect(self.settings.pg, dbname="postgres") as conn:
-            conn.execute("select 1")
+        postgres_answers(self.settings, dbname="postgres")
         return True
 
 

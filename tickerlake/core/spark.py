@@ -2,7 +2,8 @@
 
 It configures the provisioned jars, S3A (endpoint, path-style, credentials from the settings) and
 the Iceberg catalog: a JDBC catalog whose metadata pointers live in the Postgres server, so Spark
-and pyiceberg (`iceberg_catalog()`) share the same tables. Jobs import this module, never Airflow.
+and pyiceberg (`tickerlake.core.iceberg.iceberg_catalog()`) share the same tables. Jobs import
+this module, never Airflow.
 """
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from tickerlake.jars import KAFKA_CONNECTOR, jar_paths
-from tickerlake.names import Bucket, Namespace
-from tickerlake.settings import Settings, get_settings
+from tickerlake.core.errors import ConfigError
+from tickerlake.core.jars import KAFKA_CONNECTOR, jar_paths
+from tickerlake.core.names import Bucket
+from tickerlake.core.settings import Settings, StreamSource, get_settings
 
 if TYPE_CHECKING:
-    from pyiceberg.catalog.sql import SqlCatalog
     from pyspark.sql import SparkSession
 
 ICEBERG_EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
@@ -99,39 +100,16 @@ def kafka_source_available(settings: Settings | None = None) -> bool:
     return (settings.spark.jars_dir / KAFKA_CONNECTOR).is_file()
 
 
-def ensure_namespaces(spark: "SparkSession", settings: Settings | None = None) -> None:
-    """Create each Iceberg namespace (tables set their own location: `Namespace.table_location`)."""
-    catalog = (settings or get_settings()).iceberg.catalog
-    for namespace in Namespace:
-        spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {catalog}.{namespace.value}")
-
-
-def create_iceberg_table(spark: "SparkSession", namespace: Namespace, table: str, columns: str,
-                         *, partitioned_by: str = "", settings: Settings | None = None) -> str:
-    """CREATE TABLE IF NOT EXISTS in the namespace's bucket; returns the qualified name."""
-    catalog = (settings or get_settings()).iceberg.catalog
-    name = namespace.qualified(catalog, table)
-    partition = f" PARTITIONED BY ({partitioned_by})" if partitioned_by else ""
-    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING iceberg{partition} "
-              f"LOCATION '{namespace.table_location(table)}'")
-    return name
-
-
-def iceberg_catalog(settings: Settings | None = None) -> "SqlCatalog":
-    """pyiceberg's view of the same JDBC catalog Spark uses (for Python-side reads)."""
-    from pyiceberg.catalog.sql import SqlCatalog
-
+def resolve_stream_source(settings: Settings | None = None) -> StreamSource:
+    """The one decision of where the stream reads the ticks topic from, used by the job and by its
+    supervisor alike: `auto` is Kafka when the connector jar is provisioned, else the landing files."""
     settings = settings or get_settings()
-    s3, pg = settings.s3, settings.pg
-    return SqlCatalog(
-        settings.iceberg.catalog,
-        uri=pg.sqlalchemy_url(driver="psycopg"),
-        warehouse=Bucket.PROCESSED.s3a("iceberg"),
-        **{
-            "s3.endpoint": s3.endpoint_url,
-            "s3.access-key-id": s3.access_key_id,
-            "s3.secret-access-key": s3.secret_access_key.get_secret_value(),
-            "s3.region": s3.region,
-            "s3.force-virtual-addressing": "false",
-        },
-    )
+    requested = settings.stream.source
+    available = kafka_source_available(settings)
+    if requested is StreamSource.AUTO:
+        return StreamSource.KAFKA if available else StreamSource.LANDING
+    if requested is StreamSource.KAFKA and not available:
+        raise ConfigError(f"TICKERLAKE_STREAM_SOURCE=kafka but Spark's Kafka connector {KAFKA_CONNECTOR} is not "
+                          f"in TICKERLAKE_SPARK_JARS_DIR={settings.spark.jars_dir}; provision it "
+                          "(`make jars` where Maven Central is reachable) or use TICKERLAKE_STREAM_SOURCE=landing")
+    return requested

@@ -1,7 +1,8 @@
-"""Detached processes tracked by PID file, and the waits around them.
+"""Detached processes tracked by PID file, and the waits around them (psutil underneath).
 
-A PID file holds the PID and the process's start time (from /proc), so a recycled PID is never
-mistaken for ours and nothing we did not start is ever signalled.
+A PID file holds the PID and the process's creation time, so a recycled PID is never mistaken
+for ours and nothing we did not start is ever signalled. Used by the stream supervisor in
+production and by the local developer stack.
 """
 from __future__ import annotations
 
@@ -11,20 +12,26 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from tickerlake.errors import StackError
+import psutil
+
+from tickerlake.core.errors import StackError
 
 
-def _start_time(pid: int) -> int | None:
+def _ours(pid: int, created: float | None) -> psutil.Process | None:
+    """The live process with this PID and creation time, else None (gone, recycled or a zombie)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        process = psutil.Process(pid)
+        if created is None or abs(process.create_time() - created) > 0.01:
+            return None
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None  # exited, not yet reaped
+        return process
+    except psutil.Error:
         return None
-    # Field 22 (starttime) counts from after the ")" that closes the command name.
-    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 @dataclass(frozen=True)
@@ -33,20 +40,21 @@ class PidFile:
 
     def write(self, pid: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"pid": pid, "start_time": _start_time(pid)}))
+        self.path.write_text(json.dumps({"pid": pid, "created": psutil.Process(pid).create_time()}))
+
+    def _record(self) -> tuple[int, float | None] | None:
+        try:
+            record = json.loads(self.path.read_text())
+            return int(record["pid"]), record.get("created")
+        except (OSError, ValueError, KeyError):
+            return None
 
     def running_pid(self) -> int | None:
         """Our process's PID if it is still alive (and is the one we started), else None."""
-        try:
-            record = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+        record = self._record()
+        if record is None:
             return None
-        pid = int(record["pid"])
-        if _start_time(pid) is None or _start_time(pid) != record.get("start_time"):
-            return None
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return None  # a zombie: exited, not yet reaped
-        return pid
+        return record[0] if _ours(*record) is not None else None
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -73,32 +81,30 @@ def spawn(command: list[str], log_path: Path, pid_file: PidFile, *, cwd: Path | 
 
 def stop(pid_file: PidFile, *, sig: int = signal.SIGTERM, timeout: float = 30.0) -> bool:
     """Signal our process, wait for it to exit (SIGKILL after `timeout`). False if not running."""
-    pid = pid_file.running_pid()
-    if pid is None:
+    record = pid_file._record()
+    process = _ours(*record) if record else None
+    if process is None:
         pid_file.clear()
         return False
-    os.kill(pid, sig)
+    process.send_signal(sig)
     deadline = time.monotonic() + timeout
-    while not _fully_exited(pid):
-        _reap(pid)
+    while not _fully_exited(process):
+        _reap(process.pid)
         if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            process.kill()
             deadline = time.monotonic() + 5
         time.sleep(0.1)
     pid_file.clear()
     return True
 
 
-def _fully_exited(pid: int) -> bool:
+def _fully_exited(process: psutil.Process) -> bool:
     """Gone, or a zombie with no thread left. A multi-threaded (Go) process's leader turns
     zombie while its other threads still run and hold the listening sockets."""
-    proc = Path(f"/proc/{pid}")
     try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        threads = len(os.listdir(proc / "task"))
-    except OSError:
+        return process.status() == psutil.STATUS_ZOMBIE and process.num_threads() <= 1
+    except psutil.Error:
         return True
-    return state == "Z" and threads <= 1
 
 
 def _reap(pid: int) -> None:

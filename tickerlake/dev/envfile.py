@@ -1,17 +1,18 @@
 """Write `.env` from `.env.example` with fresh random secrets (never overwrites an existing one).
 
-`python -m tickerlake.envfile [PATH]`. Secrets are generated here, on the user's machine, so none
+`python -m tickerlake.dev.envfile [PATH]`. Secrets are generated here, on the user's machine, so none
 is ever committed; the file is created owner-only.
 """
 from __future__ import annotations
 
-import os
+import argparse
 import re
 import secrets
 import sys
 from pathlib import Path
 
-from tickerlake.settings import REPO_ROOT
+from tickerlake.core.settings import REPO_ROOT
+from tickerlake.dev.secret_files import write_secret_file
 
 SECRET_VARS = re.compile(r"^((?:TICKERLAKE|AIRFLOW)_\w*(SECRET|PASSWORD)\w*)=.*$", re.MULTILINE)
 
@@ -24,18 +25,17 @@ def write_env_file(target: Path, example: Path = REPO_ROOT / ".env.example") -> 
     """Create `target` from `example`; False (untouched) if it exists already."""
     if target.exists():
         return False
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(render(example.read_text()))
-    return True
+    return write_secret_file(target, render(example.read_text()))
 
 
-def main(argv: list[str]) -> int:
-    target = Path(argv[0]) if argv else REPO_ROOT / ".env"
-    created = write_env_file(target)
-    print(f"{target}: {'created with random secrets' if created else 'exists, left as is'}")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tickerlake.dev.envfile", description=__doc__.split("\n")[0])
+    parser.add_argument("target", nargs="?", type=Path, default=REPO_ROOT / ".env")
+    args = parser.parse_args(argv)
+    created = write_env_file(args.target)
+    print(f"{args.target}: {'created with random secrets' if created else 'exists, left as is'}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

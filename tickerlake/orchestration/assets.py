@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset
 
-from tickerlake.names import PROCESSED_BARS_ASSET_URI, RAW_OHLCV_ASSET_URI, REALTIME_ASSET_URI
+from tickerlake.core.names import PROCESSED_BARS_ASSET_URI, RAW_OHLCV_ASSET_URI, REALTIME_ASSET_URI
 
 RAW_OHLCV = Asset(name="raw_ohlcv", uri=RAW_OHLCV_ASSET_URI)
 PROCESSED_BARS = Asset(name="processed_bars", uri=PROCESSED_BARS_ASSET_URI)

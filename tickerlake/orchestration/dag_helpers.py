@@ -11,8 +11,8 @@ from typing import Any
 
 import pendulum
 
-from tickerlake.jars import ALL_JARS
-from tickerlake.settings import REPO_ROOT, SparkSettings
+from tickerlake.core.jars import jar_paths
+from tickerlake.core.settings import REPO_ROOT, SparkSettings
 
 # A fixed, tz-aware start for every DAG: runs are keyed on data intervals, never the wall clock.
 START_DATE = pendulum.datetime(2024, 1, 1, tz="UTC")
@@ -38,13 +38,13 @@ def spark_submit_options(module: str) -> dict[str, Any]:
     the operator's (rendered, visible) arguments.
     """
     spark = SparkSettings()
-    jars = ",".join(str(spark.jars_dir / jar.name) for jar in ALL_JARS
-                    if (spark.jars_dir / jar.name).exists())
     return {
         "application": spark_application(module),
         "conn_id": "spark_default",
         "name": f"tickerlake-{module}",
-        "jars": jars or None,
+        # The same list the session builder uses; if jars are missing the job itself stops with
+        # one line naming `make jars` (a DAG file must parse anywhere).
+        "jars": ",".join(str(p) for p in jar_paths(spark.jars_dir, strict=False)) or None,
         "driver_memory": spark.driver_memory,
         "conf": {"spark.ui.showConsoleProgress": "false"},
     }
@@ -59,19 +59,18 @@ def spark_submit(task_id: str, module: str, application_args: list[str] | None =
 
 
 def check_stack() -> dict[str, str]:
-    """Fail the task with one clear line unless S3, Kafka and Postgres all answer."""
-    from tickerlake.settings import get_settings
-    from tickerlake.stack.services import services
+    """Fail the task with one clear line unless S3, Kafka and Postgres all answer (read-only)."""
+    from tickerlake.core.health import checks
+    from tickerlake.core.settings import get_settings
 
     problems = []
     report = {}
-    settings = get_settings()
-    for service in services(settings):
+    for check in checks(get_settings()):
         try:
-            service.is_healthy()
-            report[service.name] = f"healthy at {service.address}"
+            check.probe()
+            report[check.name] = f"healthy at {check.address}"
         except Exception as exc:  # noqa: BLE001 - collect every failure, then report once
-            problems.append(f"{service.name} at {service.address}: {type(exc).__name__}: {exc}")
+            problems.append(f"{check.name} at {check.address}: {type(exc).__name__}: {exc}")
     if problems:
         raise RuntimeError("stack not healthy: " + "; ".join(problems))
     return report

@@ -1,42 +1,33 @@
 """Bucket, topic, namespace and table names: the one place they are spelled."""
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Bucket(str, Enum):
+class Bucket(StrEnum):
     """The lake's three buckets (layers)."""
 
     RAW = "raw"  # source data as landed: CSV backfills, Kafka landing files
     REALTIME = "realtime"  # the streaming job's Parquet and Iceberg output
     PROCESSED = "processed"  # cleaned data, indicators, anomalies, quarantine
 
-    def __str__(self) -> str:
-        return self.value
-
     def s3a(self, *parts: str) -> str:
         """An s3a:// URI for Spark (Hadoop S3A) below this bucket."""
         return "/".join([f"s3a://{self.value}", *(p.strip("/") for p in parts if p)])
 
 
-class Topic(str, Enum):
+class Topic(StrEnum):
     """Kafka topics; partition counts come from the settings."""
 
-    TICKS = "tickerlake.ticks"  # quote/trade events keyed by symbol
-    TICKS_DLQ = "tickerlake.ticks.dlq"  # malformed events, with the reason in a header
-
-    def __str__(self) -> str:
-        return self.value
+    TICKS = "tickerlake.ticks"  # quote/trade events keyed by symbol; malformed ones are
+    # quarantined in the lake with their reason by the streaming job (no dead-letter topic)
 
 
-class Namespace(str, Enum):
+class Namespace(StrEnum):
     """Iceberg namespaces; each keeps its tables in the bucket of the same name."""
 
     PROCESSED = "processed"
     REALTIME = "realtime"
-
-    def __str__(self) -> str:
-        return self.value
 
     def table_location(self, table: str) -> str:
         """Where a table of this namespace keeps its data and metadata: its own bucket.
@@ -91,7 +82,7 @@ def quality_key(interval: str, start: str, end: str) -> str:
     return f"{QUALITY_BARS_PREFIX}/interval={interval}/start={start}_end={end}.json"
 
 
-class Table(str, Enum):
+class Table(StrEnum):
     """Iceberg tables (namespace.table)."""
 
     BARS_1D = "processed.bars_1d"
@@ -100,9 +91,6 @@ class Table(str, Enum):
     TICKS = "realtime.ticks"
     LIVE_BARS_1M = "realtime.bars_1m"
     LIVE_BARS_5M = "realtime.bars_5m"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def namespace(self) -> Namespace:

@@ -13,7 +13,10 @@
 
 Each step is numbered and long steps print their elapsed time while they run.
 
-Every step is idempotent: running the demo again changes no data.
+Rerunning the demo changes no batch data: backfill, transform and load reproduce the same tables
+(same rows, no new snapshots where nothing changed). The streaming step does add data on each run:
+the producer sends new events (new event ids) for the bounded stream, about 4,500 per run, and
+each lands exactly once in `realtime.ticks`, updating that minute's live bars.
 """
 from __future__ import annotations
 
@@ -21,11 +24,11 @@ import subprocess
 import sys
 import time
 
-from tickerlake.airflow_local import run_airflow
-from tickerlake.errors import StackError, one_line_errors
-from tickerlake.names import Namespace
-from tickerlake.settings import REPO_ROOT, get_settings
-from tickerlake.stack.services import services
+from tickerlake.core.errors import StackError, one_line_errors
+from tickerlake.core.names import Namespace
+from tickerlake.core.settings import REPO_ROOT, get_settings
+from tickerlake.dev.airflow_local import run_airflow
+from tickerlake.dev.services import services
 
 LOGICAL_DATE = "2026-01-02"
 DAILY = ("2025-07-01", "2026-01-01")
@@ -103,7 +106,7 @@ def main() -> int:
     done(started)
 
     started = step("Read back with pyiceberg (same JDBC catalog)")
-    from tickerlake.spark import iceberg_catalog
+    from tickerlake.core.iceberg import iceberg_catalog
 
     table = iceberg_catalog(settings).load_table(f"{Namespace.PROCESSED.value}.smoke_roundtrip")
     arrow = table.scan().to_arrow()
@@ -136,6 +139,7 @@ def main() -> int:
     print_warehouse_summary(settings)
     done(started)
 
+    pg = settings.pg
     print(f"""
 Where to look
   S3 console (bucket browser):  {settings.s3.console_url}   (buckets raw, realtime, processed)
@@ -148,7 +152,7 @@ Where to look
   Realtime Parquet:             s3://realtime/ticks/date=<D>/hour=<H>/  (quarantine: s3://realtime/quarantine/ticks/)
   S3 API:                       {settings.s3.endpoint_url}
   Kafka:                        {settings.kafka.bootstrap_servers}
-  Postgres warehouse (analyst): psql -h {settings.pg.host} -p {settings.pg.port} -U {settings.pg.analyst_user} {settings.pg.database}
+  Postgres warehouse (analyst): psql -h {pg.host} -p {pg.port} -U {pg.analyst_user} {pg.database}
                                 (password: TICKERLAKE_PG_ANALYST_PASSWORD in .env; views warehouse.v_*)
   Airflow web UI:               make airflow-ui
   Stack status / stop:          make status / make down""")
@@ -157,7 +161,7 @@ Where to look
 
 def watch_realtime(settings, seconds: float) -> None:
     """Show the realtime tables filling while the supervised stream runs."""
-    from tickerlake.spark import iceberg_catalog
+    from tickerlake.core.iceberg import iceberg_catalog
 
     catalog = iceberg_catalog(settings)
     deadline = time.monotonic() + seconds
@@ -172,15 +176,15 @@ def watch_realtime(settings, seconds: float) -> None:
 
 
 def print_lake_summary(settings) -> None:
-    from tickerlake.clients import s3_client
-    from tickerlake.names import Bucket, Table, quarantine_prefix
-    from tickerlake.spark import iceberg_catalog
+    from tickerlake.core.clients import s3_client
+    from tickerlake.core.iceberg import iceberg_catalog
+    from tickerlake.core.names import Bucket, Table, quarantine_prefix
+    from tickerlake.core.s3 import iter_keys
 
     s3 = s3_client(settings.s3)
 
     def objects(bucket: Bucket, prefix: str) -> int:
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket.value, Prefix=prefix)
-        return sum(page.get("KeyCount", 0) for page in pages)
+        return sum(1 for _ in iter_keys(s3, bucket.value, prefix))
 
     catalog = iceberg_catalog(settings)
     print(f"    raw CSV objects:          {objects(Bucket.RAW, 'ohlcv/'):>8,}")
@@ -189,7 +193,7 @@ def print_lake_summary(settings) -> None:
         print(f"    iceberg {table.value:<18}{rows:>8,} rows")
     import pyarrow.dataset as ds
 
-    from tickerlake.clients import arrow_s3_filesystem
+    from tickerlake.core.clients import arrow_s3_filesystem
 
     quarantine = ds.dataset(f"{Bucket.PROCESSED.value}/{quarantine_prefix('1d')}".rstrip("/"),
                             filesystem=arrow_s3_filesystem(settings.s3), format="parquet",

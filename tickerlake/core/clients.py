@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tickerlake.settings import KafkaSettings, PostgresSettings, S3Settings
+from tickerlake.core.settings import KafkaSettings, PostgresSettings, S3Settings
 
 if TYPE_CHECKING:
     import psycopg

@@ -1,0 +1,37 @@
+"""The market's time zone and exchange calendar: the one place they are named.
+
+Session dates are the exchange's local dates (a bar's session is its open time in New York);
+sessions come from exchange-calendars' NYSE calendar (weekends, holidays and half days).
+"""
+from __future__ import annotations
+
+import functools
+from datetime import date
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import exchange_calendars
+
+EXCHANGE = "XNYS"
+EXCHANGE_TZ = "America/New_York"
+# The first session the calendar is built from: the synthetic market's epoch and the oldest
+# history the quality gate can check.
+CALENDAR_START = date(2015, 1, 2)
+
+
+@functools.lru_cache(maxsize=4)
+def exchange_calendar(start: date = CALENDAR_START) -> "exchange_calendars.ExchangeCalendar":
+    import exchange_calendars as xcals
+
+    return xcals.get_calendar(EXCHANGE, start=start.isoformat())
+
+
+def sessions_in_range(start: date, end: date) -> list[date]:
+    """The exchange's sessions in [start, end) (end exclusive)."""
+    import pandas as pd
+
+    last = pd.Timestamp(end) - pd.Timedelta(days=1)
+    if pd.Timestamp(start) > last:
+        return []
+    calendar = exchange_calendar(min(start, CALENDAR_START))
+    return [d.date() for d in calendar.sessions_in_range(pd.Timestamp(start), last)]

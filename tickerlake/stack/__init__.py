@@ -1,1 +1,0 @@
-"""The embedded local stack (no Docker): `python -m tickerlake.stack up|down|status`."""
