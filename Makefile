@@ -5,9 +5,10 @@ PY      := .venv/bin/python
 UV      := .venv/bin/uv
 UV_VERSION := 0.13.8
 # Debian packages: the Postgres server, its JDBC driver (a Spark jar), Java for Spark, ss for a test.
-APT_PACKAGES := postgresql libpostgresql-jdbc-java openjdk-17-jre-headless iproute2
+# docker-compose (v1, Debian's) validates docker-compose.yml without a Docker engine (make check).
+APT_PACKAGES := postgresql libpostgresql-jdbc-java openjdk-17-jre-headless iproute2 docker-compose
 
-.PHONY: help setup system-packages venv env jars up down status smoke demo test airflow-ui airflow-ui-down warehouse-load bench-warehouse clean-state
+.PHONY: check help setup system-packages venv env jars up down status smoke demo test airflow-ui airflow-ui-down warehouse-load bench-warehouse clean-state
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -65,6 +66,12 @@ airflow-ui-down:  ## stop the Airflow components (by PID)
 warehouse-load: up  ## load the lake into the warehouse and check it, outside Airflow
 	$(PY) -m tickerlake.warehouse load
 	$(PY) -m tickerlake.warehouse check
+
+check: setup  ## lint (ruff), types (mypy), import contracts (import-linter), the compose file (docker-compose config)
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+	.venv/bin/lint-imports --no-cache
+	docker-compose --env-file .env.example -f docker-compose.yml config -q
 
 test: setup  ## run the test suite (starts and stops its own private stack)
 	$(PY) -m pytest

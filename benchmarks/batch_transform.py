@@ -59,14 +59,13 @@ def baseline(settings, interval: str, start: date, end: date) -> int:
 
     from tickerlake.core.clients import arrow_s3_filesystem, s3_client
     from tickerlake.core.names import Bucket, raw_ohlcv_source_prefix
+    from tickerlake.core.s3 import iter_keys
 
     s3 = s3_client(settings.s3)
     by_symbol: dict[str, list[str]] = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=Bucket.RAW.value, Prefix=raw_ohlcv_source_prefix(interval, "synthetic")):
-        for item in page.get("Contents", []):
-            symbol = item["Key"].split("/symbol=")[1].split("/")[0]
-            by_symbol.setdefault(symbol, []).append(item["Key"])
+    for key in iter_keys(s3, Bucket.RAW.value, raw_ohlcv_source_prefix(interval, "synthetic")):
+        symbol = key.split("/symbol=")[1].split("/")[0]
+        by_symbol.setdefault(symbol, []).append(key)
 
     def read(key: str) -> pd.DataFrame:  # I/O bound: threads, as any pandas user would
         body = s3.get_object(Bucket=Bucket.RAW.value, Key=key)["Body"].read()

@@ -52,7 +52,7 @@ def backfill(source: MarketDataSource, symbols: Sequence[str], start: date, end:
     days = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce").dt.tz_convert(EXCHANGE_TZ).dt.date
     days = days.ffill()
     for (sym, day), part in frame.groupby([symbol, days], sort=True):
-        key = raw_ohlcv_key(BarInterval(interval).value, source.name.value, str(sym), day.isoformat())
+        key = raw_ohlcv_key(BarInterval(interval).value, source.name.value, str(sym), str(day))
         s3.put_object(Bucket=Bucket.RAW.value, Key=key, Body=to_csv_bytes(part),
                       ContentType="text/csv")
         keys.append(key)

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -50,7 +50,7 @@ class YahooQuotePoller:
             if frame is None or frame.empty or symbol not in frame.columns.get_level_values(0):
                 log.warning("yfinance: no live data for %s (unknown symbol or market closed)", symbol)
                 continue
-            bars = frame[symbol].dropna(subset=["Close"])
+            bars = cast(pd.DataFrame, frame[symbol]).dropna(subset=["Close"])
             if len(bars) < 2:  # the newest bar is still forming: publish only complete ones
                 continue
             bar_time = pd.Timestamp(bars.index[-2])

@@ -56,7 +56,7 @@ class SyntheticTicks:
 
     def events(self, count: int | None = None) -> Iterator[Record]:
         rng = np.random.default_rng(self.seed)
-        prices = {s: 20 + zlib.crc32(s.encode()) % 400 for s in self.symbols}
+        prices = {s: float(20 + zlib.crc32(s.encode()) % 400) for s in self.symbols}
         n = 0
         while count is None or n < count:
             n += 1

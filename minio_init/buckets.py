@@ -12,7 +12,7 @@ def ensure_buckets(s3: S3Settings) -> dict[str, str]:
     """Create each missing bucket; returns bucket -> "created" | "exists"."""
     client = s3_client(s3)
     existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
-    outcome = {}
+    outcome: dict[str, str] = {}
     for bucket in Bucket:
         if bucket.value in existing:
             outcome[bucket.value] = "exists"

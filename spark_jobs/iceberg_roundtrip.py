@@ -9,6 +9,7 @@ table's location and its snapshot count. Exit code 1 if the read does not match 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from tickerlake.core.errors import one_line_errors
 from tickerlake.core.iceberg import create_iceberg_table, ensure_namespaces, merge_into
@@ -20,7 +21,7 @@ TABLE = "smoke_roundtrip"
 ROWS = [(i, f"SYM{i % 5}", round(100 + i * 0.25, 2)) for i in range(100)]
 
 
-def run(spark) -> dict[str, object]:
+def run(spark) -> dict[str, Any]:
     ensure_namespaces(spark)
     name = create_iceberg_table(spark, Namespace.PROCESSED, TABLE, "id BIGINT, symbol STRING, price DOUBLE")
     merged = merge_into(spark.createDataFrame(ROWS, "id BIGINT, symbol STRING, price DOUBLE"), name, ["id"]).upserted

@@ -40,6 +40,7 @@ from tickerlake.core.names import (
     quarantine_prefix,
     raw_ohlcv_source_prefix,
 )
+from tickerlake.core.s3 import iter_keys
 from tickerlake.core.settings import get_settings
 
 PRICES = ("open", "high", "low", "close", "adj_close")
@@ -72,11 +73,10 @@ def raw_paths(s3, interval: str, source: str, start: date, end: date) -> list[st
     prefix = raw_ohlcv_source_prefix(interval, source)
     first, last = start.isoformat(), (end - timedelta(days=1)).isoformat()
     paths = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=Bucket.RAW.value, Prefix=prefix):
-        for item in page.get("Contents", []):
-            day = item["Key"].split("/date=")[-1].split("/")[0]
-            if first <= day <= last:
-                paths.append(Bucket.RAW.s3a(item["Key"]))
+    for key in iter_keys(s3, Bucket.RAW.value, prefix):
+        day = key.split("/date=")[-1].split("/")[0]
+        if first <= day <= last:
+            paths.append(Bucket.RAW.s3a(key))
     return sorted(paths)
 
 
@@ -133,11 +133,9 @@ def replace_partitions(frame, bucket: Bucket, prefix: str, days: list[date], s3)
     """Replace the Parquet of exactly these dates: delete their objects, then append. A crash in
     between leaves a gap that the rerun fills; nothing is ever doubled."""
     for day in days:
-        day_prefix = f"{prefix}date={day.isoformat()}/"
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket.value, Prefix=day_prefix):
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            if keys:
-                s3.delete_objects(Bucket=bucket.value, Delete={"Objects": keys, "Quiet": True})
+        keys = [{"Key": key} for key in iter_keys(s3, bucket.value, f"{prefix}date={day.isoformat()}/")]
+        for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+            s3.delete_objects(Bucket=bucket.value, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
     if frame is not None:
         # One file per date: fewer, larger objects for readers (and fewer S3 commits here).
         frame.repartition("date").write.mode("append").partitionBy("date").parquet(bucket.s3a(prefix))

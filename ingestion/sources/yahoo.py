@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -103,7 +103,7 @@ class YahooFinanceSource(MarketDataSource):
         for symbol in symbols:
             if symbol not in raw.columns.get_level_values(0):
                 raise SourceError(f"yfinance: no data for ticker {symbol!r} (unknown or delisted symbol?)")
-            part = raw[symbol].rename(columns=COLUMN_MAP)
+            part = cast(pd.DataFrame, raw[symbol]).rename(columns=COLUMN_MAP)
             part = part.dropna(how="all", subset=[c for c in ("open", "high", "low", "close") if c in part])
             if part.empty:
                 raise SourceError(f"yfinance: no data for ticker {symbol!r} in {start}..{end} "

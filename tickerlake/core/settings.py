@@ -369,7 +369,7 @@ def load_settings(**overrides: Any) -> Settings:
             groups[name] = cls(**overrides.get(name, {}))
         except ValidationError as exc:
             raise _one_line(cls, exc) from None
-    return Settings(**groups)
+    return Settings.model_validate(groups)
 
 
 @functools.lru_cache(maxsize=1)

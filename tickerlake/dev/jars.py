@@ -73,11 +73,11 @@ def _extract(archive: Path, member: str, target: Path) -> None:
             shutil.copyfileobj(src, out)
     else:
         with tarfile.open(archive) as tf:
-            src = tf.extractfile(member)
-            if src is None:
+            member_file = tf.extractfile(member)
+            if member_file is None:
                 raise StackError(f"{member} not found in {archive.name}")
-            with src, target.open("wb") as out:
-                shutil.copyfileobj(src, out)
+            with member_file, target.open("wb") as out:
+                shutil.copyfileobj(member_file, out)
 
 
 def _from_registry(jars: list[Jar], target_dir: Path) -> None:

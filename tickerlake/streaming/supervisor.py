@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tickerlake.core.errors import one_line_errors
 from tickerlake.core.names import STREAM_STATE_PREFIX, Bucket, Topic
@@ -124,12 +125,14 @@ def is_stalled(settings: Settings, progress: dict | None, waiting: int, stall_se
     state_path = _stall_state(settings)
     now = time.time()
     batch = ((progress or {}).get("queries", {}).get("ticks_iceberg") or {}).get("batchId", -1)
-    previous = json.loads(state_path.read_text()) if state_path.exists() else {"batch": None, "since": now}
+    previous: dict[str, Any] = (json.loads(state_path.read_text()) if state_path.exists()
+                                else {"batch": None, "since": now})
     if previous["batch"] != batch:
         previous = {"batch": batch, "since": now}
     state_path.parent.mkdir(parents=True, exist_ok=True)
     state_path.write_text(json.dumps(previous))
-    silent = progress is not None and now - progress.get("written_at", now) > stall_seconds
+    written_at = float((progress or {}).get("written_at") or now)
+    silent = progress is not None and now - written_at > stall_seconds
     return silent or (waiting > 0 and now - previous["since"] > stall_seconds)
 
 
@@ -145,7 +148,8 @@ def supervise(*, demo_producer: bool = False, stall_seconds: float = 180.0,
     settings = settings or get_settings()
     s3 = s3_client(settings.s3)
     with pg_connect(settings.pg, autocommit=True) as lock_conn:
-        held = lock_conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]
+        row = lock_conn.execute("select pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+        held = bool(row and row[0])
         if not held:
             raise SupervisorBusy("another supervisor holds the stream lock; not starting a second copy")
         try:

@@ -47,6 +47,10 @@ class Dialect:
         """The driver's placeholder for the `position`-th parameter (1-based)."""
         raise NotImplementedError
 
+    def upsert_symbols(self, table: str, select: str) -> str:
+        """Insert the symbols `select` returns into dim_symbol, skipping those already there."""
+        raise NotImplementedError
+
     def native(self, sql: str) -> str:
         """`sql` written with `?` placeholders (the interface's style) in the driver's style."""
         counter = iter(range(1, 10_000))
@@ -115,6 +119,7 @@ class Warehouse(ABC):
 
     backend: Backend
     dialect: Dialect
+    label: str  # where it is, for humans (no secret)
 
     @abstractmethod
     def ensure_schema(self) -> None:

@@ -19,6 +19,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -95,7 +96,7 @@ class SnowflakeWarehouse(Warehouse):
         """`connect` (e.g. Airflow's SnowflakeHook(...).get_conn) overrides the settings' account."""
         self.settings = settings
         try:
-            self.conn = connect() if connect else self._connect(settings)
+            self.conn: Any = connect() if connect else self._connect(settings)
         except Exception as exc:  # noqa: BLE001 - any driver failure becomes one line
             raise TickerlakeError(f"cannot connect to Snowflake account {settings.account!r}: "
                                   f"{str(exc).splitlines()[0]}") from None
