@@ -3,6 +3,7 @@ in one transaction per partition. Connects as the loader role, which writes but 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -94,8 +95,13 @@ class PostgresWarehouse(Warehouse):
 
     def _execute(self, sql: str, params: tuple) -> int:
         with self.transaction():
+            if re.match(r"\s*(DELETE|UPDATE|INSERT)\b", sql, re.IGNORECASE):
+                # The ADBC driver reports no row count for DML: count what the statement returns.
+                self._cur.execute(f"WITH affected AS ({sql} RETURNING 1) SELECT count(*) FROM affected",
+                                  params or None)
+                return int(self._cur.fetchone()[0])
             self._cur.execute(sql, params or None)
-            return max(self._cur.rowcount, 0)
+            return 0
 
     def _insert(self, table: str, columns: list[str], rows: list[tuple]) -> None:
         with self.transaction():
