@@ -13,12 +13,10 @@ DOC = """
 Runs when the batch lane publishes `processed_bars`, when the stream supervisor publishes
 `realtime_ticks`, and every 15 minutes for the intraday tables.
 
-1. `snapshot_live_bars`: the realtime Iceberg bar tables as one Parquet object per
-   (interval, date), rewritten only when the day's bars changed.
-2. `load` (one mapped task per dataset): every lake partition whose objects (key + ETag) differ
+1. `load` (one mapped task per dataset): every lake partition whose objects (key + ETag) differ
    from the load ledger is COPYed into a staging table and upserted into its table; partitions
    gone from the lake are deleted. Reruns load nothing twice.
-3. `consistency_check` (last): per partition, row count and key checksum in the lake equal the
+2. `consistency_check` (last): per partition, row count and key checksum in the lake equal the
    warehouse's; a mismatch fails the run and names the partition.
 
 Backend: Snowflake when the `snowflake_default` connection exists (or
@@ -41,22 +39,13 @@ the ledger and load everything again. See docs/warehouse.md.
     params={"reload": Param(False, type="boolean", description="forget the ledger, reload everything")},
 )
 def warehouse_load():
-    @task
-    def snapshot_live_bars() -> dict:
-        from tickerlake.core.clients import s3_client
-        from tickerlake.core.settings import get_settings
-        from tickerlake.warehouse.live_bars import export_live_bars
-
-        settings = get_settings()
-        return export_live_bars(settings, s3_client(settings.s3))
-
     @task(map_index_template="{{ task.op_kwargs['dataset'] }}")
     def load(dataset: str, params=None) -> dict:
         from tickerlake.core.settings import get_settings
         from tickerlake.orchestration.dag_helpers import snowflake_connect_from_airflow
         from tickerlake.warehouse import pipeline
 
-        [report] = pipeline.load(get_settings(), [dataset], reload=params["reload"], export_live=False,
+        [report] = pipeline.load(get_settings(), [dataset], reload=params["reload"],
                                  snowflake_connect=snowflake_connect_from_airflow())
         print(report.line())
         return {"dataset": dataset, "rows": report.rows_loaded, "partitions": len(report.partitions_loaded)}
@@ -72,7 +61,7 @@ def warehouse_load():
         print(f"consistent: {summary}")
         return summary
 
-    snapshot_live_bars() >> load.expand(dataset=[d.name for d in Datasets.all()]) >> consistency_check()
+    load.expand(dataset=[d.name for d in Datasets.all()]) >> consistency_check()
 
 
 warehouse_load()

@@ -1,1 +1,1 @@
-"""Ingestion: market-data sources (yfinance, synthetic, CSV) and the Kafka producer/landing sink."""
+"""Ingestion: market-data sources (yfinance, synthetic, CSV) and the Kafka producer."""

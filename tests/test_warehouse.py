@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
-import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -174,32 +173,33 @@ def test_a_lost_ledger_reloads_without_doubling_rows(warehouse, s3):
     assert _state(warehouse, dataset, s3)[0] == before
 
 
-def test_ticks_load_only_files_the_stream_committed(warehouse, s3):
-    """A part file that Spark's file sink never committed (a killed batch) is not data."""
-    dataset = _dataset(Datasets.TICKS.value)
+def test_ticks_load_only_the_files_the_iceberg_snapshot_lists(warehouse, s3, spark, settings):
+    """A data file no snapshot committed (a killed write leaves one behind) is not data."""
+    from tickerlake.core import datasets as declared
+    from tickerlake.core.iceberg import create_iceberg_table
+    from tickerlake.core.names import Namespace
+
+    tag = uuid.uuid4().hex[:8]
+    table = f"wh_ticks_{tag}"
+    name = create_iceberg_table(spark, Namespace.REALTIME, table, declared.TICKS.spark_ddl(),
+                                partitioned_by=declared.TICKS.spark_partitioning())
+    dataset = dataclasses.replace(Datasets.TICKS.value, name=f"test_ticks_{tag}",
+                                  prefix=f"iceberg/{table}/data/", iceberg=f"realtime.{table}")
     day = date(next(_years), 3, 4)
-
-    def ticks(ids):
-        t = datetime(day.year, day.month, day.day, 15, 0, tzinfo=UTC)
-        cols = {"event_id": ids, "event_time": [t] * len(ids), "symbol": ["AAA"] * len(ids),
-                "price": [10.0] * len(ids), "size": [1] * len(ids), "bid": [9.9] * len(ids),
-                "ask": [10.1] * len(ids), "source": ["test"] * len(ids),
-                "kafka_partition": [0] * len(ids), "kafka_offset": list(range(len(ids)))}
-        return pa.table({c.lake: pa.array(cols[c.lake], ARROW[c.kind]) for c in dataset.columns})
-
+    spark.sql(f"INSERT INTO {name} VALUES " + ", ".join(
+        f"('e{i}', TIMESTAMP'{day} 15:00:0{i}', 'AAA', 10.0, 1, 9.9, 10.1, 'test', DATE'{day}', 0, {i}, 15)"
+        for i in range(4)))
     part = f"date={day}/hour=15"
-    committed = _put(s3, dataset, part, "part-00000-a.c000.snappy.parquet", ticks([f"e{i}" for i in range(4)]))
-    _put(s3, dataset, part, "part-00000-b.c000.snappy.parquet", ticks(["e0", "orphan"]))
-    log = "v1\n" + json.dumps({"path": f"s3a://{dataset.bucket.value}/{committed}", "size": 1,
-                               "isDir": False, "modificationTime": 0, "blockReplication": 1,
-                               "blockSize": 1, "action": "add"})
-    s3.put_object(Bucket=dataset.bucket.value, Key=f"{dataset.prefix}_spark_metadata/0", Body=log.encode())
-    assert [o.key for o in list_partitions(s3, dataset)[part]] == [committed]
+    orphan = pa.table({"event_id": ["orphan"]})
+    _put(s3, dataset, part, "00000-orphan.parquet", orphan)
+    listed = list_partitions(s3, dataset)
+    assert list(listed) == [part] and not any("orphan" in o.key for o in listed[part])
     assert load_dataset(warehouse, dataset, s3).rows_loaded == 4
     raise_on_mismatch(check_dataset(warehouse, dataset, s3))
     ids = warehouse.query(f"SELECT event_id FROM {warehouse.table('ticks')} "
-                          f"WHERE date = CAST('{day}' AS DATE) ORDER BY event_id")
+                          "WHERE date = CAST(? AS DATE) ORDER BY event_id", (str(day),))
     assert [r[0] for r in ids] == ["e0", "e1", "e2", "e3"]
+    assert load_dataset(warehouse, dataset, s3).partitions_loaded == []  # nothing new: nothing loaded
 
 
 def test_placeholders_are_the_interfaces_business_not_the_callers(warehouse, s3):

@@ -174,24 +174,26 @@ TICK_EVENT = Dataset(
     keys=("event_id",),
 )
 
-# Valid events as the stream stores them, with where they came from in the topic.
+# Valid events as the stream stores them (UTC date and hour of the event), with where they came
+# from in the topic.
 TICKS = Dataset(
     name="ticks",
     columns=(*TICK_EVENT.columns, Column("date", Kind.DATE, nullable=False),
-             Column("kafka_partition", Kind.INT), Column("kafka_offset", Kind.BIGINT)),
+             Column("kafka_partition", Kind.INT), Column("kafka_offset", Kind.BIGINT),
+             Column("hour", Kind.INT, nullable=False)),
     keys=("event_id",),
-    partitioned_by=("date",),
+    partitioned_by=("date", "hour"),
     tables=(Table.TICKS,),
 )
 
-# Malformed and too-late events, with the reason (realtime/quarantine/ticks/batch_id=N/).
+# Malformed and too-late events, with the reason and the micro-batch that read them.
 QUARANTINE_TICKS = Dataset(
     name="quarantine_ticks",
     columns=(Column("kafka_partition", Kind.INT), Column("kafka_offset", Kind.BIGINT),
              Column("value", Kind.TEXT), Column("reason", Kind.TEXT, nullable=False),
              Column("batch_id", Kind.BIGINT, nullable=False)),
     keys=("kafka_partition", "kafka_offset"),
-    partitioned_by=("batch_id",),
+    tables=(Table.QUARANTINE_TICKS,),
 )
 
 # The stream's 1- and 5-minute bars.

@@ -45,11 +45,19 @@ class DebianFile:
 
 
 @dataclass(frozen=True)
+class LocalFolder:
+    """A jar in a local folder standing in for Maven: the file whose SHA-256 is this one."""
+
+    sha256: str
+
+
+@dataclass(frozen=True)
 class Jar:
     name: str  # the file name in the jars directory
     maven: Maven | None
-    registry: PyPIMember | DebianFile | None
+    registry: PyPIMember | DebianFile | LocalFolder | None
     optional: bool = False  # True: left out (with a note) when no source is reachable
+    marker: str = ""  # a class file only this jar holds: how the classpath is checked, by contents
 
 
 CORE_JARS: tuple[Jar, ...] = (
@@ -94,32 +102,29 @@ CORE_JARS: tuple[Jar, ...] = (
     ),
 )
 
+# Spark's Kafka source and what it needs. Maven Central has them; machines that reach only the
+# package registries take them from a local folder standing in for Maven (TICKERLAKE_SPARK_LOCAL_JARS_DIR,
+# here ../shared/jars/spark-kafka), where a jar is the file with the pinned SHA-256, whatever its name.
+# kafka-clients 3.9.1 passed every check with Spark 3.5 (4.x clients break the connector).
 KAFKA_JARS: tuple[Jar, ...] = (
-    Jar(
-        f"spark-sql-kafka-0-10_{SCALA}-{SPARK_VERSION}.jar",
-        Maven(f"org.apache.spark:spark-sql-kafka-0-10_{SCALA}:{SPARK_VERSION}"),
-        None,
-        optional=True,
-    ),
-    Jar(
-        f"spark-token-provider-kafka-0-10_{SCALA}-{SPARK_VERSION}.jar",
-        Maven(f"org.apache.spark:spark-token-provider-kafka-0-10_{SCALA}:{SPARK_VERSION}"),
-        None,
-        optional=True,
-    ),
-    # The client version Spark 3.5 is built against (4.x clients break the connector).
-    Jar("kafka-clients-3.4.1.jar", Maven("org.apache.kafka:kafka-clients:3.4.1"), None, optional=True),
-    Jar(
-        "commons-pool2-2.11.1.jar",
-        Maven("org.apache.commons:commons-pool2:2.11.1"),
-        None,
-        optional=True,
-    ),
+    Jar("spark-sql-kafka-0-10_2.12-3.5.2.jar", Maven(f"org.apache.spark:spark-sql-kafka-0-10_{SCALA}:3.5.2"),
+        LocalFolder("f42493b48cb0acdd8688b0bd468ea14ebaa92d025691d71b4c342e908b9bd423"),
+        marker="org/apache/spark/sql/kafka010/KafkaSourceProvider.class"),
+    Jar("spark-token-provider-kafka-0-10_2.12-3.5.2.jar",
+        Maven(f"org.apache.spark:spark-token-provider-kafka-0-10_{SCALA}:3.5.2"),
+        LocalFolder("132383cc65b876495290ce99f788b84ae18567043c48d4bd9cdba7136aa81b93"),
+        marker="org/apache/spark/kafka010/KafkaTokenUtil.class"),
+    Jar("kafka-clients-3.9.1.jar", Maven("org.apache.kafka:kafka-clients:3.9.1"),
+        LocalFolder("7568b998572d256f0b7bc0afdc1b7a2588b8b08415c62ce314c864a6851ae9d9"),
+        marker="org/apache/kafka/clients/consumer/KafkaConsumer.class"),
+    Jar("commons-pool2-2.11.1.jar", Maven("org.apache.commons:commons-pool2:2.11.1"),
+        LocalFolder("ea0505ee7515e58b1ac0e686e4d1a5d9f7d808e251a61bc371aa0595b9963f83"),
+        marker="org/apache/commons/pool2/ObjectPool.class"),
 )
 
 ALL_JARS = CORE_JARS + KAFKA_JARS
 LOCK_FILE = "jars.lock.json"
-KAFKA_CONNECTOR = KAFKA_JARS[0].name
+KAFKA_CONNECTOR = KAFKA_JARS[0].maven.coordinate  # type: ignore[union-attr]
 
 
 def sha256_of(path: Path) -> str:
@@ -132,12 +137,29 @@ def sha256_of(path: Path) -> str:
 
 
 def jar_paths(target_dir: Path, *, strict: bool = True) -> list[Path]:
-    """The provisioned jars to put on Spark's classpath; a clear error if a core jar is missing
-    (unless not `strict`: then only those present)."""
+    """Every jar in the jars directory, for Spark's classpath; a clear error if a core jar is
+    missing (unless not `strict`: then only those present)."""
     missing = [j.name for j in CORE_JARS if not (target_dir / j.name).is_file()]
     if missing and strict:
         raise StackError(
             f"Spark jars missing from {target_dir}: {', '.join(missing)}; run `make jars` "
             "(python -m tickerlake.dev.jars)"
         )
-    return [target_dir / j.name for j in ALL_JARS if (target_dir / j.name).is_file()]
+    return sorted(target_dir.glob("*.jar"))
+
+
+def kafka_connector_missing(jars: list[Path]) -> list[str]:
+    """The Kafka source's jars (by the classes they hold, whatever the files are called) that
+    none of `jars` provides; empty when Spark can read Kafka."""
+    import zipfile
+
+    wanted = {j.marker: j.maven.coordinate for j in KAFKA_JARS if j.maven}  # type: ignore[union-attr]
+    for path in jars:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+        except (OSError, zipfile.BadZipFile):
+            continue
+        for marker in [m for m in wanted if m in names]:
+            del wanted[marker]
+    return sorted(wanted.values())

@@ -7,8 +7,8 @@ from enum import StrEnum
 class Bucket(StrEnum):
     """The lake's three buckets (layers)."""
 
-    RAW = "raw"  # source data as landed: CSV backfills, Kafka landing files
-    REALTIME = "realtime"  # the streaming job's Parquet and Iceberg output
+    RAW = "raw"  # source data as landed: CSV backfills, the stream's record archive
+    REALTIME = "realtime"  # the streaming job's Iceberg tables
     PROCESSED = "processed"  # cleaned data, indicators, anomalies, quarantine
 
     def s3a(self, *parts: str) -> str:
@@ -89,6 +89,7 @@ class Table(StrEnum):
     BARS_1M = "processed.bars_1m"
     ANOMALIES = "processed.anomalies"
     TICKS = "realtime.ticks"
+    QUARANTINE_TICKS = "realtime.quarantine_ticks"
     LIVE_BARS_1M = "realtime.bars_1m"
     LIVE_BARS_5M = "realtime.bars_5m"
 
@@ -109,36 +110,10 @@ class Table(StrEnum):
 RAW_OHLCV_ASSET_URI = f"s3://{Bucket.RAW.value}/{RAW_OHLCV_PREFIX}"
 PROCESSED_BARS_ASSET_URI = f"s3://{Bucket.PROCESSED.value}/{PROCESSED_BARS_PREFIX}"
 
-# Kafka landing files (raw bucket): the ticks topic's records, one object per offset range:
-#   landing/ticks/partition=3/00000000000000000100-00000000000000000199.jsonl
-LANDING_TICKS_PREFIX = "landing/ticks"
-
-
-def landing_partition_prefix(partition: int) -> str:
-    return f"{LANDING_TICKS_PREFIX}/partition={partition}/"
-
-
-def landing_key(partition: int, first_offset: int, last_offset: int) -> str:
-    """The object holding offsets first..last (inclusive) of one partition: the name is the ledger."""
-    return f"{landing_partition_prefix(partition)}{first_offset:020d}-{last_offset:020d}.jsonl"
-
-
-def parse_landing_key(key: str) -> tuple[int, int, int]:
-    """(partition, first_offset, last_offset) from a landing object key."""
-    partition = int(key.split("partition=")[1].split("/")[0])
-    first, last = key.rsplit("/", 1)[1].removesuffix(".jsonl").split("-")
-    return partition, int(first), int(last)
-
-# Streaming output (realtime bucket):
-#   ticks/date=D/hour=H/part-*.parquet       raw valid events (Spark file sink, exactly once)
-#   quarantine/ticks/batch_id=N/*.parquet    malformed and too-late events, with the reason
-#   _state/stream_ticks/watermark/batch_id=N.json   the watermark a micro-batch used (replay-stable)
-#   _state/stream_ticks/progress.json        the latest StreamingQueryProgress (for the supervisor)
-REALTIME_TICKS_PREFIX = "ticks"
-REALTIME_QUARANTINE_PREFIX = "quarantine/ticks"
+# The streaming job's records as they came, one Parquet directory per micro-batch (raw bucket):
+#   archive/ticks/batch_id=N/part-*.parquet   (kafka_partition, kafka_offset, kafka_timestamp, key, value)
+ARCHIVE_TICKS_PREFIX = "archive/ticks"
+# The streaming job's state beside its Iceberg tables (realtime bucket):
+#   _state/stream_ticks/progress.json   both queries' StreamingQueryProgress and the job's counters
 STREAM_STATE_PREFIX = "_state/stream_ticks"
-# Live bars as Parquet, one object per (interval, date), snapshotted from the realtime Iceberg bar
-# tables for the warehouse load (tickerlake/warehouse/live_bars.py):
-#   bars/interval=1m/date=D/bars.parquet
-REALTIME_BARS_PREFIX = "bars"
-REALTIME_ASSET_URI = f"s3://{Bucket.REALTIME.value}/{REALTIME_TICKS_PREFIX}"
+REALTIME_ASSET_URI = f"s3://{Bucket.REALTIME.value}/{ICEBERG_DIR}/ticks"

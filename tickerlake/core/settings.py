@@ -149,6 +149,9 @@ class SparkSettings(BaseSettings):
     ui_enabled: bool = True
     # Where `python -m tickerlake.dev.jars` looks first; empty = registry packages only.
     maven_repo: str = "https://repo1.maven.org/maven2"
+    # A local folder standing in for Maven (jars matched by their pinned SHA-256, whatever their
+    # names): on machines without Maven Central, the folder that carries Spark's Kafka source.
+    local_jars_dir: Path = REPO_ROOT.parent / "shared" / "jars" / "spark-kafka"
 
     @field_validator("master")
     @classmethod
@@ -170,25 +173,22 @@ class IcebergSettings(BaseSettings):
     catalog: str = Field(default="lake", pattern=r"^[a-z_][a-z0-9_]*$")
 
 
-class StreamSource(StrEnum):
-    """Where the streaming job reads the ticks topic from."""
-
-    AUTO = "auto"  # Spark's Kafka source when its connector class loads, else the landing files
-    KAFKA = "kafka"
-    LANDING = "landing"
-
-
 class StreamSettings(BaseSettings):
     """The Spark Structured Streaming job (spark_jobs/stream_ticks.py)."""
 
     model_config = _config("STREAM")
 
-    source: StreamSource = StreamSource.AUTO
-    trigger_seconds: float = Field(default=5.0, gt=0)
+    trigger_seconds: float = Field(default=1.0, gt=0)
     # Events older than (latest event time seen - this) are too late: counted and quarantined.
     watermark_seconds: int = Field(default=600, ge=0)
-    max_files_per_trigger: int = Field(default=100, ge=1)
-    checkpoint_root: str = "s3a://realtime/_checkpoints"
+    # A producer's re-send of an event reaches the broker within this of the first copy: the
+    # dedup state (RocksDB) keeps event ids this long, by the records' Kafka timestamps.
+    dedup_seconds: int = Field(default=120, ge=1)
+    # The most records one micro-batch takes from the topic (bounds a catch-up batch's size).
+    max_offsets_per_trigger: int = Field(default=200_000, ge=1)
+    # Keep each micro-batch's records as they came in s3://raw/archive/ticks/ (replays, audits).
+    raw_archive: bool = True
+    checkpoint_root: str = "s3a://realtime/_checkpoints/v2"
 
 
 class StageKind(StrEnum):

@@ -12,9 +12,9 @@ import sys
 from typing import TYPE_CHECKING
 
 from tickerlake.core.errors import ConfigError
-from tickerlake.core.jars import KAFKA_CONNECTOR, jar_paths
+from tickerlake.core.jars import jar_paths, kafka_connector_missing
 from tickerlake.core.names import Bucket
-from tickerlake.core.settings import Settings, StreamSource, get_settings
+from tickerlake.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -94,22 +94,32 @@ def build_spark_session(app_name: str, settings: Settings | None = None,
     return session
 
 
-def kafka_source_available(settings: Settings | None = None) -> bool:
-    """True when Spark's Kafka connector jar was provisioned (Maven was reachable)."""
+def kafka_connector_missing_for(settings: Settings | None = None) -> list[str]:
+    """Maven coordinates of the Kafka source's jars missing from the jars directory (by contents)."""
     settings = settings or get_settings()
-    return (settings.spark.jars_dir / KAFKA_CONNECTOR).is_file()
+    return kafka_connector_missing(jar_paths(settings.spark.jars_dir, strict=False))
 
 
-def resolve_stream_source(settings: Settings | None = None) -> StreamSource:
-    """The one decision of where the stream reads the ticks topic from, used by the job and by its
-    supervisor alike: `auto` is Kafka when the connector jar is provisioned, else the landing files."""
+def require_kafka_connector(settings: Settings | None = None) -> None:
+    """One line naming what to install where, instead of Spark's "Failed to find data source: kafka"."""
     settings = settings or get_settings()
-    requested = settings.stream.source
-    available = kafka_source_available(settings)
-    if requested is StreamSource.AUTO:
-        return StreamSource.KAFKA if available else StreamSource.LANDING
-    if requested is StreamSource.KAFKA and not available:
-        raise ConfigError(f"TICKERLAKE_STREAM_SOURCE=kafka but Spark's Kafka connector {KAFKA_CONNECTOR} is not "
-                          f"in TICKERLAKE_SPARK_JARS_DIR={settings.spark.jars_dir}; provision it "
-                          "(`make jars` where Maven Central is reachable) or use TICKERLAKE_STREAM_SOURCE=landing")
-    return requested
+    missing = kafka_connector_missing_for(settings)
+    if missing:
+        raise ConfigError(
+            f"Spark's Kafka source is not in TICKERLAKE_SPARK_JARS_DIR={settings.spark.jars_dir} (missing "
+            f"{', '.join(missing)}): run `make jars` with Maven Central reachable or "
+            f"TICKERLAKE_SPARK_LOCAL_JARS_DIR pointing at a folder that holds these jars")
+
+
+def streaming_conf(settings: Settings) -> dict[str, str]:
+    """What the streaming job adds to the session: RocksDB state, graceful stop."""
+    return {
+        "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+        # Stateful operators (dedup within watermark, windowed bars) keep their state in RocksDB,
+        # checkpointed as a changelog per batch instead of a full snapshot.
+        "spark.sql.streaming.stateStore.providerClass":
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # Small micro-batches: a shuffle partition per core, not 200.
+        "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
+    }

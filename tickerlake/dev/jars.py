@@ -7,8 +7,10 @@ Each jar has one or more sources, tried in order:
 2. A registry package that ships the same jar (PyPI wheel/sdist, Debian package), for machines
    that reach only the package registries: verified against a pinned SHA-256.
 
-Spark's Kafka source (``spark-sql-kafka-0-10``) is published only to Maven: without Maven it is
-left out and the streaming job uses its landing-file source instead.
+Spark's Kafka source (``spark-sql-kafka-0-10`` and the jars it needs) is published only to Maven;
+machines without Maven Central take it from a local folder standing in for Maven
+(``TICKERLAKE_SPARK_LOCAL_JARS_DIR``; here ``../shared/jars/spark-kafka``), where each jar is the
+file with the pinned SHA-256, whatever its name.
 
 Usage: ``python -m tickerlake.dev.jars [--dir DIR] [--no-maven]``; prints the jars and their SHA-256.
 """
@@ -28,7 +30,7 @@ import zipfile
 from pathlib import Path
 
 from tickerlake.core.errors import StackError, one_line_errors
-from tickerlake.core.jars import ALL_JARS, LOCK_FILE, DebianFile, Jar, PyPIMember, sha256_of
+from tickerlake.core.jars import ALL_JARS, LOCK_FILE, DebianFile, Jar, LocalFolder, PyPIMember, sha256_of
 
 
 def maven_reachable(repo: str, timeout: float = 5.0) -> bool:
@@ -112,8 +114,9 @@ def _check_pinned(jar: Jar, path: Path) -> None:
 
 
 def provision(target_dir: Path, maven_repo: str | None, log=print,
-              jars: tuple[Jar, ...] = ALL_JARS) -> dict[str, str]:
-    """Make `target_dir` hold every core jar (and the Kafka jars when Maven is reachable).
+              jars: tuple[Jar, ...] = ALL_JARS, local_dir: Path | None = None) -> dict[str, str]:
+    """Make `target_dir` hold every jar: from the local folder standing in for Maven (`local_dir`,
+    a jar being the file with its pinned SHA-256), from Maven where reachable, or from a registry.
 
     Idempotent: a jar already present whose SHA-256 equals the one recorded when it was installed
     is kept; one that differs (tampered, truncated) is deleted, reported and fetched again. The
@@ -128,18 +131,30 @@ def provision(target_dir: Path, maven_repo: str | None, log=print,
         f"{'Maven coordinates' if use_maven else 'registry packages'} first")
 
     missing = [j for j in jars if not _verified(j, target_dir, lock, log)]
+    local = _local_index(local_dir, log) if any(isinstance(j.registry, LocalFolder) for j in missing) else {}
     from_registry = []
     for jar in missing:
         lock.pop(jar.name, None)
         path = target_dir / jar.name
+        if isinstance(jar.registry, LocalFolder) and jar.registry.sha256 in local:
+            shutil.copyfile(local[jar.registry.sha256], path)
+            _check_pinned(jar, path)  # copied, then hashed again: what landed is what was pinned
+            lock[jar.name] = jar.registry.sha256
+            log(f"  {jar.name}: from {local[jar.registry.sha256]} (SHA-256 pinned)")
+            continue
         if use_maven and jar.maven is not None:
             try:
                 _from_maven(jar, maven_repo, path)  # type: ignore[arg-type]
+                _check_pinned(jar, path)
                 lock[jar.name] = sha256_of(path)  # of the download just checked against its .sha1
                 log(f"  {jar.name}: from Maven {jar.maven.coordinate}")
                 continue
             except (OSError, StackError) as exc:
                 log(f"  {jar.name}: Maven failed ({exc}); trying the registry")
+        if isinstance(jar.registry, LocalFolder):
+            raise StackError(f"{jar.name} ({jar.maven.coordinate if jar.maven else '?'}): not in "
+                             f"TICKERLAKE_SPARK_LOCAL_JARS_DIR={local_dir} and no Maven repository reachable; "
+                             "point the setting at a folder holding it or run where Maven Central is reachable")
         if jar.registry is not None:
             from_registry.append(jar)
         elif jar.optional:
@@ -156,6 +171,14 @@ def provision(target_dir: Path, maven_repo: str | None, log=print,
                 f"{getattr(jar.registry, 'requirement', getattr(jar.registry, 'package', ''))}")
     lock_path.write_text(json.dumps(dict(sorted(lock.items())), indent=2) + "\n")
     return lock
+
+
+def _local_index(folder: Path | None, log) -> dict[str, Path]:
+    """SHA-256 -> path of every jar in the local folder (names do not matter, contents do)."""
+    if folder is None or not folder.is_dir():
+        log(f"  local jar folder {folder}: not there (TICKERLAKE_SPARK_LOCAL_JARS_DIR)")
+        return {}
+    return {sha256_of(path): path for path in sorted(folder.glob("*.jar"))}
 
 
 def _verified(jar: Jar, target_dir: Path, lock: dict[str, str], log) -> bool:
@@ -180,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=spark.jars_dir)
     parser.add_argument("--no-maven", action="store_true", help="use only the registry packages")
     args = parser.parse_args(argv)
-    lock = provision(args.dir, None if args.no_maven else spark.maven_repo)
+    lock = provision(args.dir, None if args.no_maven else spark.maven_repo, local_dir=spark.local_jars_dir)
     for name, digest in sorted(lock.items()):
         print(f"{digest}  {name}")
     return 0

@@ -1,5 +1,8 @@
-"""Start, watch and stop the streaming processes: the demo producer, the landing sink and the
-Spark streaming job, each detached and tracked by PID under the state directory.
+"""Start, watch and stop the streaming processes: the demo producer and the Spark streaming job,
+each detached and tracked by PID under the state directory.
+
+The job reads the topic with Spark's Kafka source; its lag is the topic's end offsets minus the
+offsets its last committed micro-batch reached (from the job's progress file).
 
 `supervise()` holds a Postgres advisory lock for the length of one round, so a retry or an
 overlapping round cannot start a second copy of the job at the same time; it starts what is not
@@ -28,7 +31,7 @@ from typing import Any
 from tickerlake.core.errors import one_line_errors
 from tickerlake.core.names import STREAM_STATE_PREFIX, Bucket, Topic
 from tickerlake.core.processes import PidFile, spawn, stop
-from tickerlake.core.settings import REPO_ROOT, Settings, StreamSource, get_settings
+from tickerlake.core.settings import REPO_ROOT, Settings, get_settings
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x7469636B  # pg_advisory_lock key: "tick"
@@ -42,7 +45,6 @@ class Managed:
 
 
 PRODUCER = Managed("producer", "ingestion.producer", ("--rate", "50"))
-SINK = Managed("landing_sink", "ingestion.landing_sink", ("--max-seconds", "2"))
 STREAM = Managed("stream_ticks", "spark_jobs.stream_ticks")
 
 
@@ -98,12 +100,15 @@ def kafka_lag(settings: Settings, positions: dict[int, int]) -> dict[int, int]:
     return {tp.partition: end - positions.get(tp.partition, 0) for tp, end in ends.items()}
 
 
+TICKS_QUERY = "ticks"  # the job's query that reads the topic (spark_jobs/stream_ticks.py)
+
+
 def kafka_source_positions(progress: dict | None) -> dict[int, int]:
-    """Kafka mode: the next offset per partition the job has committed, from its progress.
+    """The next offset per partition the job has committed, from its progress.
 
     StreamingQueryProgress.sources[i].endOffset of Spark's Kafka source is
     {"topic": {"partition": next_offset}} (a JSON string or an object, by Spark version)."""
-    query = ((progress or {}).get("queries", {}).get("ticks_iceberg") or {})
+    query = ((progress or {}).get("queries", {}).get(TICKS_QUERY) or {})
     for source in query.get("sources") or []:
         end = source.get("endOffset")
         if isinstance(end, str):
@@ -124,7 +129,7 @@ def is_stalled(settings: Settings, progress: dict | None, waiting: int, stall_se
     """No new batch for `stall_seconds` while records wait, or the driver stopped reporting."""
     state_path = _stall_state(settings)
     now = time.time()
-    batch = ((progress or {}).get("queries", {}).get("ticks_iceberg") or {}).get("batchId", -1)
+    batch = ((progress or {}).get("queries", {}).get(TICKS_QUERY) or {}).get("batchId", -1)
     previous: dict[str, Any] = (json.loads(state_path.read_text()) if state_path.exists()
                                 else {"batch": None, "since": now})
     if previous["batch"] != batch:
@@ -142,8 +147,7 @@ def supervise(*, demo_producer: bool = False, stall_seconds: float = 180.0,
     import psycopg
 
     from tickerlake.core.clients import pg_connect, s3_client
-    from tickerlake.core.landing import durable_positions
-    from tickerlake.core.spark import resolve_stream_source
+    from tickerlake.core.spark import require_kafka_connector
 
     settings = settings or get_settings()
     s3 = s3_client(settings.s3)
@@ -153,27 +157,24 @@ def supervise(*, demo_producer: bool = False, stall_seconds: float = 180.0,
         if not held:
             raise SupervisorBusy("another supervisor holds the stream lock; not starting a second copy")
         try:
-            source = resolve_stream_source(settings)
-            report: dict = {"source": source.value}
+            require_kafka_connector(settings)  # one line naming the setting, before anything starts
+            report: dict = {"source": "kafka"}
             if demo_producer:
                 report[PRODUCER.name] = ensure_running(settings, PRODUCER)
-            if source is StreamSource.LANDING:
-                report[SINK.name] = ensure_running(settings, SINK)
             progress = read_progress(s3)
-            if source is StreamSource.LANDING:  # what the sink has not landed yet
-                lag = kafka_lag(settings, durable_positions(s3))
-            else:  # what the job's Kafka source has not read yet
-                lag = kafka_lag(settings, kafka_source_positions(progress))
+            # what the job's Kafka source has not committed yet
+            lag = kafka_lag(settings, kafka_source_positions(progress))
             if running(settings, STREAM) is not None and is_stalled(settings, progress, sum(lag.values()),
                                                                     stall_seconds):
                 stop_proc(settings, STREAM, signal.SIGKILL)  # hung: a graceful stop would hang too
                 report["restarted_stalled_job"] = True
             report[STREAM.name] = ensure_running(settings, STREAM)
             report["kafka_lag"] = lag
-            iceberg = ((progress or {}).get("queries", {}).get("ticks_iceberg") or {})
-            report["last_batch"] = iceberg.get("batchId")
-            report["input_rows_per_second"] = iceberg.get("inputRowsPerSecond")
-            report["processed_rows_per_second"] = iceberg.get("processedRowsPerSecond")
+            ticks = ((progress or {}).get("queries", {}).get(TICKS_QUERY) or {})
+            report["last_batch"] = ticks.get("batchId")
+            report["input_rows_per_second"] = ticks.get("inputRowsPerSecond")
+            report["processed_rows_per_second"] = ticks.get("processedRowsPerSecond")
+            report["counters"] = (progress or {}).get("counters", {})
             return report
         finally:
             try:
@@ -184,7 +185,7 @@ def supervise(*, demo_producer: bool = False, stall_seconds: float = 180.0,
 
 def stop_all(settings: Settings | None = None) -> dict:
     settings = settings or get_settings()
-    return {proc.name: stop_proc(settings, proc) for proc in (PRODUCER, SINK, STREAM)}
+    return {proc.name: stop_proc(settings, proc) for proc in (PRODUCER, STREAM)}
 
 
 @one_line_errors

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -27,10 +26,10 @@ from tickerlake.core import datasets as declared
 from tickerlake.core.datasets import ARROW_TYPES as ARROW
 from tickerlake.core.datasets import Kind
 from tickerlake.core.names import (
+    ICEBERG_DIR,
     PROCESSED_ANOMALIES_PREFIX,
-    REALTIME_BARS_PREFIX,
-    REALTIME_TICKS_PREFIX,
     Bucket,
+    Table,
     processed_bars_prefix,
 )
 from tickerlake.core.s3 import iter_objects
@@ -62,9 +61,9 @@ class Dataset:
     columns: tuple[Column, ...]
     keys: tuple[str, ...]  # warehouse key columns (may include partition columns and constants)
     constants: dict[str, tuple[str, Kind]] = field(default_factory=dict)
-    # Spark's file sink: only files its _spark_metadata log committed are data (a killed batch can
-    # leave uncommitted part files behind; reading those would double rows).
-    sink_log: bool = False
+    # An Iceberg table: its data files are the ones its current snapshot lists (a killed write can
+    # leave uncommitted files under the prefix; reading those would double rows).
+    iceberg: str | None = None  # namespace.table
 
     def partition_columns(self, partition: str) -> dict[str, tuple[str, Kind]]:
         """Warehouse column -> (value, kind) that a partition (and the dataset) fixes."""
@@ -94,6 +93,14 @@ def _take(spec: declared.Dataset, *names: str, rename: dict[str, str] | None = N
 
 
 _TS = {"timestamp": "ts"}
+_LIVE_BAR_COLUMNS = _take(declared.LIVE_BARS, "symbol", "window_start", "open", "high", "low", "close",
+                          "volume", "vwap", "trades", rename={"window_start": "ts"})
+
+
+def _data_prefix(table: Table) -> str:
+    """Where an Iceberg table's data files are, relative to its bucket (Iceberg's default layout
+    puts each file under its partition path: data/date=2026-01-02/hour=13/...)."""
+    return f"{ICEBERG_DIR}/{table.table}/data/"
 _BAR_COLUMNS = ("symbol", "timestamp", "open", "high", "low", "close", "volume", "vwap")
 
 
@@ -118,16 +125,19 @@ class Datasets(Enum):
                       "return_zscore", "volume", "volume_ratio", rename=_TS),
         keys=("symbol", "bar_interval", "kind", "ts"))
     TICKS = Dataset(
-        name="ticks", bucket=Bucket.REALTIME, prefix=f"{REALTIME_TICKS_PREFIX}/",
+        name="ticks", bucket=Bucket.REALTIME, prefix=_data_prefix(Table.TICKS),
         partition_by=("date", "hour"), target="ticks",
-        columns=_take(declared.TICKS), keys=("event_id",), sink_log=True)
-    LIVE_BARS = Dataset(
-        name="live_bars", bucket=Bucket.REALTIME, prefix=f"{REALTIME_BARS_PREFIX}/",
-        partition_by=("interval", "date"), target="bars_intraday",
-        columns=_take(declared.LIVE_BARS, "symbol", "window_start", "open", "high", "low", "close",
-                      "volume", "vwap", "trades", rename={"window_start": "ts"}),
+        columns=_take(declared.TICKS), keys=("event_id",), iceberg=str(Table.TICKS))
+    LIVE_BARS_1M = Dataset(
+        name="live_bars_1m", bucket=Bucket.REALTIME, prefix=_data_prefix(Table.LIVE_BARS_1M),
+        partition_by=("date",), target="bars_intraday", columns=_LIVE_BAR_COLUMNS,
         keys=("symbol", "bar_interval", "origin", "ts"),
-        constants={"origin": ("stream", Kind.TEXT)})
+        constants={"bar_interval": ("1m", Kind.TEXT), "origin": ("stream", Kind.TEXT)}, iceberg=str(Table.LIVE_BARS_1M))
+    LIVE_BARS_5M = Dataset(
+        name="live_bars_5m", bucket=Bucket.REALTIME, prefix=_data_prefix(Table.LIVE_BARS_5M),
+        partition_by=("date",), target="bars_intraday", columns=_LIVE_BAR_COLUMNS,
+        keys=("symbol", "bar_interval", "origin", "ts"),
+        constants={"bar_interval": ("5m", Kind.TEXT), "origin": ("stream", Kind.TEXT)}, iceberg=str(Table.LIVE_BARS_5M))
 
     @classmethod
     def named(cls, name: str) -> Dataset:
@@ -166,42 +176,35 @@ def _partition_of(dataset: Dataset, key: str) -> str | None:
     return "/".join(parts[:-1])
 
 
-def _committed_sink_files(s3, dataset: Dataset) -> set[str] | None:
-    """Keys Spark's file sink committed (its _spark_metadata log); None if there is no log yet.
+def _listed(s3, dataset: Dataset) -> Iterable[LakeObject]:
+    for obj in iter_objects(s3, dataset.bucket.value, dataset.prefix):
+        yield LakeObject(dataset.bucket.value, obj["Key"], obj["ETag"].strip('"'), obj["Size"])
 
-    The log holds one file per batch (`N`), compacted every few batches into `N.compact` that
-    carries all earlier entries; each entry is a JSON line with the file's path and action."""
-    log_prefix = f"{dataset.prefix}_spark_metadata/"
-    batches: dict[int, str] = {}
-    for obj in iter_objects(s3, dataset.bucket.value, log_prefix):
-        name = obj["Key"][len(log_prefix):]
-        match = re.fullmatch(r"(\d+)(\.compact)?", name)
-        if match:
-            batches[int(match.group(1))] = obj["Key"]
-    if not batches:
-        return None
-    compacted = [b for b, k in batches.items() if k.endswith(".compact")]
-    start = max(compacted) if compacted else min(batches)
-    files: set[str] = set()
-    for batch in sorted(b for b in batches if b >= start):
-        body = s3.get_object(Bucket=dataset.bucket.value, Key=batches[batch])["Body"].read().decode()
-        for line in body.splitlines()[1:]:  # line 0 is the log version ("v1")
-            entry = json.loads(line)
-            key = entry["path"].split(f"{dataset.bucket.value}/", 1)[1]
-            (files.add if entry.get("action", "add") == "add" else files.discard)(key)
-    return files
+
+def _iceberg_files(dataset: Dataset) -> Iterable[LakeObject]:
+    """The data files of the table's current snapshot (immutable: the path is the version)."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from tickerlake.core.iceberg import iceberg_catalog
+
+    assert dataset.iceberg is not None
+    try:
+        table = iceberg_catalog().load_table(dataset.iceberg)
+    except NoSuchTableError:  # the stream has not run yet
+        return
+    marker = f"{dataset.bucket.value}/"
+    for task in table.scan().plan_files():
+        key = task.file.file_path.split(marker, 1)[1]
+        yield LakeObject(dataset.bucket.value, key, "iceberg", task.file.file_size_in_bytes)
 
 
 def list_partitions(s3, dataset: Dataset) -> dict[str, list[LakeObject]]:
     """The dataset's data objects in the lake, by partition (sorted, deterministic)."""
-    committed = _committed_sink_files(s3, dataset) if dataset.sink_log else None
     partitions: dict[str, list[LakeObject]] = defaultdict(list)
-    for obj in iter_objects(s3, dataset.bucket.value, dataset.prefix):
-        partition = _partition_of(dataset, obj["Key"])
-        if partition is None or (dataset.sink_log and obj["Key"] not in (committed or set())):
-            continue
-        partitions[partition].append(
-            LakeObject(dataset.bucket.value, obj["Key"], obj["ETag"].strip('"'), obj["Size"]))
+    for obj in (_iceberg_files(dataset) if dataset.iceberg else _listed(s3, dataset)):
+        partition = _partition_of(dataset, obj.key)
+        if partition is not None:
+            partitions[partition].append(obj)
     return {p: sorted(objs, key=lambda o: o.key) for p, objs in sorted(partitions.items())}
 
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from tickerlake.core.clients import s3_client
-from tickerlake.core.names import Bucket
 from tickerlake.core.settings import Settings
 from tickerlake.warehouse import open_warehouse
 from tickerlake.warehouse.base import LoadReport, PartitionCheck, check_dataset, load_dataset, raise_on_mismatch
 from tickerlake.warehouse.datasets import Dataset, Datasets
-from tickerlake.warehouse.live_bars import export_live_bars
 
 # The analyst views, each with the order its preview is shown in.
 VIEW_ORDER = {"v_latest_quote": (("symbol", "ASC"),),
@@ -24,13 +22,10 @@ def _chosen(names: Iterable[str] | None) -> list[Dataset]:
 
 
 def load(settings: Settings, names: Iterable[str] | None = None, *, reload: bool = False,
-         export_live: bool = True, snowflake_connect: Callable[[], object] | None = None) -> list[LoadReport]:
-    """Load the chosen datasets (all by default); the live bars are snapshotted first unless
-    `export_live` is False (the DAG does it in its own task)."""
+         snowflake_connect: Callable[[], object] | None = None) -> list[LoadReport]:
+    """Load the chosen datasets (all by default)."""
     datasets = _chosen(names)
     s3 = s3_client(settings.s3)
-    if export_live and any(d.bucket is Bucket.REALTIME for d in datasets):
-        export_live_bars(settings, s3)
     with open_warehouse(settings, snowflake_connect) as warehouse:
         warehouse.ensure_schema()
         return [load_dataset(warehouse, d, s3, reload=reload) for d in datasets]
