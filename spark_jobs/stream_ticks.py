@@ -36,12 +36,15 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tickerlake.core.datasets import LIVE_BARS, QUARANTINE_TICKS, TICK_EVENT, TICKS
 from tickerlake.core.errors import one_line_errors
 from tickerlake.core.names import ARCHIVE_TICKS_PREFIX, STREAM_STATE_PREFIX, Bucket, Table, Topic
-from tickerlake.core.settings import Settings, get_settings
+from tickerlake.core.settings import Settings, checkpoint_root, get_settings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Every field read as text first: a wrong type is quarantined with its reason, not NULLed.
 EVENT_SCHEMA = TICK_EVENT.spark_ddl(as_text=True)
@@ -105,23 +108,68 @@ def ensure_tables(spark, settings: Settings) -> dict[Table, str]:
     from tickerlake.core.iceberg import create_declared_table, ensure_namespaces
 
     ensure_namespaces(spark, settings)
-    names = {Table.TICKS: create_declared_table(spark, Table.TICKS, TICKS, settings),
+    catalog = shared_catalog(settings)
+    if all(catalog.table_exists(str(t)) for t in (Table.TICKS, Table.QUARANTINE_TICKS, Table.LIVE_BARS_1M,
+                                                  Table.LIVE_BARS_5M)):
+        # a restart: nothing to create (each CREATE ... IF NOT EXISTS costs a Spark SQL round)
+        return {t: f"{settings.iceberg.catalog}.{t}" for t in (Table.TICKS, Table.QUARANTINE_TICKS,
+                                                                Table.LIVE_BARS_1M, Table.LIVE_BARS_5M)}
+    # Each micro-batch is small and mostly one partition: no shuffle before a write; bars are
+    # MERGEd every batch: merge-on-read writes the changed rows and a delete file, not the day.
+    fast = {"write.distribution-mode": "none", "write.merge.distribution-mode": "none"}
+    bars = {**fast, "write.merge.mode": "merge-on-read", "write.update.mode": "merge-on-read"}
+    names = {Table.TICKS: create_declared_table(spark, Table.TICKS, TICKS, settings, fast),
              Table.QUARANTINE_TICKS: create_declared_table(spark, Table.QUARANTINE_TICKS, QUARANTINE_TICKS,
-                                                           settings)}
+                                                           settings, fast)}
     for table in (Table.LIVE_BARS_1M, Table.LIVE_BARS_5M):
-        names[table] = create_declared_table(spark, table, LIVE_BARS, settings)
+        names[table] = create_declared_table(spark, table, LIVE_BARS, settings, bars)
     return names
 
 
-def _snapshot_with(table, marker: str | None):
-    """The newest snapshot carrying `marker` (any tickerlake batch marker when None)."""
+def _marked_snapshots(table):
+    """(query id, batch id, summary) of the table's snapshots this job committed, newest first
+    (snapshots of other writers, such as compaction, are passed over)."""
     snapshot = table.current_snapshot()
     while snapshot is not None:
         summary = snapshot.summary.additional_properties if snapshot.summary else {}
-        if MARKER in summary and (marker is None or summary[MARKER] == marker):
-            return snapshot, summary
+        if MARKER in summary:
+            query_id, _, batch = summary[MARKER].rpartition(":")
+            yield query_id, int(batch), summary
         snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
-    return None, {}
+
+
+def committed(table, query_id: str, batch_id: int) -> bool:
+    """Did this query commit this batch to the table? Looks only at the newest snapshot this job
+    marked: batches commit in order, and only the batch after the last commit can be replayed."""
+    for query, batch, _ in _marked_snapshots(table):
+        return query == query_id and batch >= batch_id
+    return False
+
+
+def latest_summary(table) -> dict[str, str]:
+    """The summary of the newest snapshot this job committed ({} for a new table)."""
+    return next((summary for _, _, summary in _marked_snapshots(table)), {})
+
+
+_catalog: dict[str, Any] = {}
+
+
+def warm_catalog(settings: Settings) -> None:
+    """Build pyiceberg's catalog (imports and a SQLAlchemy engine: seconds) in a thread, while the
+    Spark session starts, instead of in the first micro-batch."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tickerlake.core.iceberg import iceberg_catalog
+
+    if "future" not in _catalog:
+        _catalog["future"] = ThreadPoolExecutor(1, thread_name_prefix="tickerlake-catalog").submit(
+            iceberg_catalog, settings)
+
+
+def shared_catalog(settings: Settings):
+    """The job's one pyiceberg catalog."""
+    warm_catalog(settings)
+    return _catalog["future"].result()
 
 
 @dataclass
@@ -135,6 +183,20 @@ class Counters:
     skipped_replays: int = 0
     last_commit_at: float | None = None
     bar_windows: int = 0
+    # The latest ticks micro-batches: [batch id, records read, seconds, committed at (epoch s),
+    # {stage: seconds}, [send-to-commit latency at LATENCY_QUANTILES]] (event time = send time).
+    recent_batches: list[list[Any]] = field(default_factory=list)
+    recent_bar_batches: list[list[Any]] = field(default_factory=list)
+
+    def batch_done(self, batch_id: int, rows: int, seconds: float, stages: dict[str, float],
+                   latencies: list[float]) -> None:
+        self.recent_batches.append([batch_id, rows, round(seconds, 3), round(time.time(), 3),
+                                    {k: round(v, 3) for k, v in stages.items()}, latencies])
+        del self.recent_batches[:-300]
+
+
+# Quantiles of each batch's event times, turned into send-to-commit latencies after the commit.
+LATENCY_QUANTILES = [round(0.05 * i, 2) for i in range(1, 19)] + [0.91, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0]
 
 
 @dataclass
@@ -146,21 +208,38 @@ class TicksWriter:
     counters: Counters = field(default_factory=Counters)
     query_id: str = ""
 
+    def catalog(self):
+        return shared_catalog(self.settings)  # one SQLAlchemy engine for the job's life
+
     def __call__(self, batch, batch_id: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         from pyspark.sql import functions as F
 
-        from tickerlake.core.iceberg import iceberg_catalog
+        began = time.perf_counter()
+        stages: dict[str, float] = {}
+        clock = [began]
 
-        catalog = iceberg_catalog(self.settings)
+        def lap(stage: str) -> None:
+            now = time.perf_counter()
+            stages[stage] = stages.get(stage, 0.0) + now - clock[0]
+            clock[0] = now
+
+        catalog = self.catalog()
         ticks_table = catalog.load_table(str(Table.TICKS))
         marker = f"{self.query_id}:{batch_id}"
-        if _snapshot_with(ticks_table, marker)[0] is not None:
-            self.counters.skipped_replays += 1  # committed before a restart: nothing to redo
+        if committed(ticks_table, self.query_id, batch_id):
+            # Committed before a restart: nothing to redo, but the archive written beside the
+            # commit may be missing if the job died in between.
+            self.counters.skipped_replays += 1
+            if not self._archived(batch_id):
+                self._archive(batch, batch_id)
             return
-        previous_max = int(_snapshot_with(ticks_table, None)[1].get(MAX_EVENT_TIME, -1))
+        previous_max = int(latest_summary(ticks_table).get(MAX_EVENT_TIME, -1))
+        lap("catalog")
         delay_us = self.settings.stream.watermark_seconds * 1_000_000
         watermark_us = previous_max - delay_us if previous_max >= 0 else None
-        batch = batch.persist()
+        batch, classified = batch.persist(), None
         try:
             micros = F.unix_micros("event_time")
             late = F.lit(False) if watermark_us is None else (micros < F.lit(watermark_us))
@@ -170,34 +249,70 @@ class TicksWriter:
                 F.count(F.lit(1)).alias("rows"),
                 F.sum(F.when(F.col("reason").isNull(), 1).otherwise(0)).alias("good"),
                 F.sum(F.when(F.col("reason") == "later than the watermark", 1).otherwise(0)).alias("late"),
-                F.max(F.when(F.col("reason").isNull(), micros)).alias("max_us")).first()
+                F.max(F.when(F.col("reason").isNull(), micros)).alias("max_us"),
+                F.percentile_approx(F.when(F.col("reason").isNull(), micros),
+                                    [1 - q for q in reversed(LATENCY_QUANTILES)], 10_000).alias("event_q")).first()
+            lap("read_parse_dedup")
             if not stats["rows"]:
                 return
-            self._archive(batch, batch_id)
             bad = stats["rows"] - stats["good"]
             properties = {MARKER: marker}
-            if bad:
-                (classified.where("reason IS NOT NULL").withColumn("batch_id", F.lit(batch_id))
-                 .select(*QUARANTINE_TICKS.column_names).writeTo(self.tables[Table.QUARANTINE_TICKS])
-                 .options(**_snapshot_options(properties)).append())
-            new_max = max(previous_max, stats["max_us"] if stats["max_us"] is not None else -1)
-            (classified.where("reason IS NULL").select(*TICKS.column_names).writeTo(self.tables[Table.TICKS])
-             .options(**_snapshot_options({**properties, MAX_EVENT_TIME: str(new_max)})).append())
+
+            def quarantine() -> None:
+                table = catalog.load_table(str(Table.QUARANTINE_TICKS))
+                # an attempt killed between the two commits left the quarantine's in: not again
+                if bad and not committed(table, self.query_id, batch_id):
+                    (classified.where("reason IS NOT NULL").withColumn("batch_id", F.lit(batch_id))
+                     .withColumn("value", F.col("value").cast("string"))
+                     .select(*QUARANTINE_TICKS.column_names).writeTo(self.tables[Table.QUARANTINE_TICKS])
+                     .options(**_snapshot_options(properties)).append())
+
+            # The archive and the quarantine are written beside the ticks' commit, not before it:
+            # the ticks become visible as soon as their own commit is done.
+            with ThreadPoolExecutor(2, thread_name_prefix="tickerlake-side") as side:
+                writes = [side.submit(self._archive, batch, batch_id), side.submit(quarantine)]
+                new_max = max(previous_max, stats["max_us"] if stats["max_us"] is not None else -1)
+                (classified.where("reason IS NULL").select(*TICKS.column_names).writeTo(self.tables[Table.TICKS])
+                 .options(**_snapshot_options({**properties, MAX_EVENT_TIME: str(new_max)})).append())
+                committed_at = time.time()
+                lap("commit_ticks")
+                for write in writes:
+                    write.result()
+                lap("archive_quarantine_wait")
+            # event-time quantile 1-q is latency quantile q (the oldest event waited longest)
+            latencies = [round(committed_at - e / 1e6, 3) for e in reversed(stats["event_q"] or [])]
             self.counters.batches += 1
             self.counters.ticks += stats["good"]
             self.counters.late += stats["late"]
             self.counters.malformed += bad - stats["late"]
-            self.counters.last_commit_at = time.time()
+            self.counters.last_commit_at = committed_at
+            self.counters.batch_done(batch_id, stats["rows"], time.perf_counter() - began, stages, latencies)
         finally:
-            batch.unpersist()
+            for frame in (batch, classified):
+                if frame is not None:
+                    frame.unpersist()
+
+    def _archive_path(self, batch_id: int) -> str:
+        return Bucket.RAW.s3a(ARCHIVE_TICKS_PREFIX, f"batch_id={batch_id}")
+
+    def _archived(self, batch_id: int) -> bool:
+        if not self.settings.stream.raw_archive:
+            return True
+        from tickerlake.core.clients import s3_client
+
+        key = f"{ARCHIVE_TICKS_PREFIX}/batch_id={batch_id}/_SUCCESS"
+        try:
+            s3_client(self.settings.s3).head_object(Bucket=Bucket.RAW.value, Key=key)
+            return True
+        except Exception:  # noqa: BLE001 - botocore's 404 ClientError: not written yet
+            return False
 
     def _archive(self, batch, batch_id: int) -> None:
         """The batch's records as they came, replaced whole on a replay of the same batch."""
         if not self.settings.stream.raw_archive:
             return
         (batch.select("kafka_partition", "kafka_offset", "kafka_timestamp", "key", "value")
-         .coalesce(1).write.mode("overwrite")
-         .parquet(Bucket.RAW.s3a(ARCHIVE_TICKS_PREFIX, f"batch_id={batch_id}")))
+         .coalesce(1).write.mode("overwrite").parquet(self._archive_path(batch_id)))
 
 
 def _snapshot_options(properties: dict[str, str]) -> dict[str, str]:
@@ -224,69 +339,75 @@ def minute_bars(ticks, watermark_seconds: int):
             .select(*LIVE_BARS.column_names))
 
 
-def bars_from_minutes(minutes, size: int):
-    """`size`-minute bars from 1-minute bars (open of the first, close of the last, ...)."""
-    from pyspark.sql import functions as F
+def five_minute_bars(minutes: "pa.Table") -> "pa.Table":
+    """5-minute bars from 1-minute bars (open of the first, close of the last, ...), in Arrow."""
+    import pandas as pd
+    import pyarrow as pa
 
-    seconds = size * 60
-    start = F.timestamp_seconds(F.floor(F.unix_seconds("window_start") / seconds) * seconds)
-    return (minutes.withColumn("_start", start)
-            .groupBy("symbol", "_start")
-            .agg(F.min_by("open", "window_start").alias("open"), F.max("high").alias("high"),
-                 F.min("low").alias("low"), F.max_by("close", "window_start").alias("close"),
-                 F.sum("volume").alias("volume"), F.sum(F.col("vwap") * F.col("volume")).alias("_pv"),
-                 F.sum("trades").alias("trades"))
-            .select("symbol", F.col("_start").alias("window_start"),
-                    (F.col("_start") + F.expr(f"INTERVAL {size} MINUTES")).alias("window_end"),
-                    "open", "high", "low", "close", "volume", (F.col("_pv") / F.col("volume")).alias("vwap"),
-                    "trades", F.to_date("_start").alias("date"))
-            .select(*LIVE_BARS.column_names))
+    frame = minutes.to_pandas().sort_values(["symbol", "window_start"])
+    frame["_start"] = frame["window_start"].dt.floor(f"{BARS_5M_MINUTES}min")
+    frame["_pv"] = frame["vwap"] * frame["volume"]
+    grouped = frame.groupby(["symbol", "_start"], sort=True)
+    out = pd.DataFrame({
+        "open": grouped["open"].first(), "high": grouped["high"].max(), "low": grouped["low"].min(),
+        "close": grouped["close"].last(), "volume": grouped["volume"].sum(), "_pv": grouped["_pv"].sum(),
+        "trades": grouped["trades"].sum()}).reset_index()
+    out["window_start"] = out["_start"]
+    out["window_end"] = out["_start"] + pd.Timedelta(minutes=BARS_5M_MINUTES)
+    out["vwap"] = out["_pv"] / out["volume"]
+    out["date"] = out["_start"].dt.date
+    return pa.Table.from_pandas(out[LIVE_BARS.column_names], schema=LIVE_BARS.arrow_schema(), preserve_index=False)
 
 
 @dataclass
 class BarsWriter:
-    """The bars query's foreachBatch: the changed 1-minute windows, then their 5-minute windows."""
+    """The bars query's foreachBatch: the changed 1-minute windows (a few rows per symbol), upserted
+    from the driver with pyiceberg, then their 5-minute windows rebuilt from the 1-minute bars.
+    No Spark MERGE: on these cores one costs seconds, the upsert of a few hundred rows does not."""
 
-    tables: dict[Table, str]
+    settings: Settings
     counters: Counters
 
     def __call__(self, changed, batch_id: int) -> None:
-        from pyspark.sql import functions as F
+        import pyarrow as pa
+        from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, In, LessThan
 
-        spark = changed.sparkSession
-        changed = changed.persist()
-        try:
-            days = [r.date for r in changed.select("date").distinct().collect()]
-            if not days:
-                return
-            self.counters.bar_windows += _merge(changed, self.tables[Table.LIVE_BARS_1M], days)
-            seconds = BARS_5M_MINUTES * 60
-            five = F.timestamp_seconds(F.floor(F.unix_seconds("window_start") / seconds) * seconds)
-            touched = changed.select("symbol", five.alias("_start")).distinct()
-            minutes = (spark.table(self.tables[Table.LIVE_BARS_1M]).where(F.col("date").isin(days))
-                       .withColumn("_start", five).join(touched, ["symbol", "_start"]).drop("_start"))
-            _merge(bars_from_minutes(minutes, BARS_5M_MINUTES), self.tables[Table.LIVE_BARS_5M], days)
-        finally:
-            changed.unpersist()
+        began = time.perf_counter()
+        rows = changed.collect()
+        if not rows:
+            return
+        catalog = shared_catalog(self.settings)
+        schema = LIVE_BARS.arrow_schema()
+        minutes = pa.Table.from_pylist([r.asDict() for r in rows], schema=schema)
+        bars_1m = catalog.load_table(str(Table.LIVE_BARS_1M))
+        bars_1m.upsert(minutes, join_cols=list(LIVE_BARS.keys))
+        merged_1m = time.perf_counter()
+        # the 5-minute windows the changed minutes belong to, from all their 1-minute bars
+        seconds = BARS_5M_MINUTES * 60
+        starts = sorted({(r.symbol, int(r.window_start.timestamp()) // seconds * seconds) for r in rows})
+        lo, hi = min(s for _, s in starts), max(s for _, s in starts) + seconds
+        import datetime as dt
 
+        def ts(epoch: int) -> str:
+            return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat()
 
-def _merge(rows, table: str, days: list) -> int:
-    """MERGE bar rows on (symbol, window_start); the target is pruned to the rows' dates."""
-    import itertools
-
-    view = f"tickerlake_bars_{next(_views)}"
-    rows.createOrReplaceTempView(view)
-    dates = ", ".join(f"DATE'{d.isoformat()}'" for d in days)
-    rows.sparkSession.sql(
-        f"MERGE INTO {table} t USING {view} s ON t.date IN ({dates}) AND t.date = s.date "
-        "AND t.symbol = s.symbol AND t.window_start = s.window_start "
-        "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
-    rows.sparkSession.catalog.dropTempView(view)
-    del itertools
-    return rows.count()
-
-
-_views = iter(range(1, 1 << 62))
+        # pyiceberg's expressions are pydantic models whose constructors mypy cannot read
+        window = And(In("symbol", {sym for sym, _ in starts}),  # type: ignore[call-arg,arg-type]
+                     And(GreaterThanOrEqual("window_start", ts(lo)),  # type: ignore[call-arg,arg-type]
+                         LessThan("window_start", ts(hi))))  # type: ignore[call-arg,arg-type]
+        days = {r.date for r in rows}
+        if len(days) == 1:
+            window = And(EqualTo("date", next(iter(days)).isoformat()), window)  # type: ignore[call-arg,arg-type]
+        around = bars_1m.refresh().scan(row_filter=window).to_arrow()
+        five = five_minute_bars(around)
+        keep = {(sym, s) for sym, s in starts}
+        five = five.filter(pa.array([(sym, int(w.timestamp()) // seconds * seconds) in keep
+                                     for sym, w in zip(five["symbol"].to_pylist(), five["window_start"].to_pylist())]))
+        catalog.load_table(str(Table.LIVE_BARS_5M)).upsert(five, join_cols=list(LIVE_BARS.keys))
+        self.counters.bar_windows += len(rows)
+        self.counters.recent_bar_batches.append([batch_id, len(rows), round(merged_1m - began, 3),
+                                                 round(time.perf_counter() - merged_1m, 3), round(time.time(), 3)])
+        del self.counters.recent_bar_batches[:-100]
 
 
 def write_progress(s3, queries, counters: Counters) -> None:
@@ -304,7 +425,7 @@ def _trigger(settings: Settings, available_now: bool) -> dict[str, Any]:
 def start_ticks(spark, settings: Settings, tables: dict[Table, str], counters: Counters, *,
                 available_now: bool = False):
     """The query that reads the topic (see the module docstring)."""
-    checkpoints = settings.stream.checkpoint_root.rstrip("/")
+    checkpoints = checkpoint_root(settings)
     trigger = _trigger(settings, available_now)
     events = parse(read_topic(spark, settings))
     deduped = (events.withWatermark("kafka_timestamp", f"{settings.stream.dedup_seconds} seconds")
@@ -319,15 +440,16 @@ def start_ticks(spark, settings: Settings, tables: dict[Table, str], counters: C
 def start_bars(spark, settings: Settings, tables: dict[Table, str], counters: Counters, *,
                available_now: bool = False):
     """The query that keeps the bars (see the module docstring)."""
-    checkpoints = settings.stream.checkpoint_root.rstrip("/")
-    trigger = _trigger(settings, available_now)
+    checkpoints = checkpoint_root(settings)
+    trigger = {"availableNow": True} if available_now else \
+        {"processingTime": f"{settings.stream.bars_trigger_seconds} seconds"}
     ticks_stream = (spark.readStream.format("iceberg")
                     .option("streaming-skip-overwrite-snapshots", "true")
                     .option("streaming-skip-delete-snapshots", "true")
                     .load(tables[Table.TICKS]))
     return (minute_bars(ticks_stream, settings.stream.watermark_seconds)
             .writeStream.queryName("bars").outputMode("update")
-            .foreachBatch(BarsWriter(tables, counters))
+            .foreachBatch(BarsWriter(settings, counters))
             .option("checkpointLocation", f"{checkpoints}/bars").trigger(**trigger).start())
 
 
@@ -356,12 +478,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="process what is there, then stop (tests, catch-up)")
     args = parser.parse_args(argv)
     settings = get_settings()
+    require_kafka_connector(settings)
+    warm_catalog(settings)
     spark = build_spark_session("tickerlake-stream-ticks", settings, streaming_conf(settings))
     s3 = s3_client(settings.s3)
     stopping: list[bool] = []
     # SIGTERM (the supervisor's clean stop): finish the loop, stop the queries, exit 0.
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    require_kafka_connector(settings)
     print("stream_ticks: reading the ticks topic with Spark's Kafka source", flush=True)
     if args.available_now:
         try:
@@ -371,7 +494,13 @@ def main(argv: list[str] | None = None) -> int:
         print("stream_ticks: caught up " + json.dumps(counters.__dict__), flush=True)
         return 0
     tables, counters = ensure_tables(spark, settings), Counters()
-    queries = [start_ticks(spark, settings, tables, counters), start_bars(spark, settings, tables, counters)]
+    queries = [start_ticks(spark, settings, tables, counters)]
+    # The bars query starts once the ticks query's first micro-batch is in: on two cores their
+    # first batches (plan compilation, state stores, writers) would otherwise slow each other down.
+    deadline = time.monotonic() + 120
+    while queries[0].isActive and queries[0].lastProgress is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    queries.append(start_bars(spark, settings, tables, counters))
     started = time.monotonic()
     try:
         while not stopping and any(q.isActive for q in queries):

@@ -84,23 +84,26 @@ def ensure_namespaces(spark: "SparkSession", settings: Settings | None = None) -
 
 
 def create_iceberg_table(spark: "SparkSession", namespace: Namespace, table: str, columns: str,
-                         *, partitioned_by: str = "", settings: Settings | None = None) -> str:
+                         *, partitioned_by: str = "", settings: Settings | None = None,
+                         properties: dict[str, str] | None = None) -> str:
     """CREATE TABLE IF NOT EXISTS in the namespace's bucket; returns the qualified name."""
     catalog = (settings or get_settings()).iceberg.catalog
     name = namespace.qualified(catalog, table)
     partition = f" PARTITIONED BY ({partitioned_by})" if partitioned_by else ""
+    props = ", ".join(f"'{k}'='{v}'" for k, v in (properties or {}).items())
     spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING iceberg{partition} "
-              f"LOCATION '{namespace.table_location(table)}'")
+              f"LOCATION '{namespace.table_location(table)}'" + (f" TBLPROPERTIES ({props})" if props else ""))
     return name
 
 
 def create_declared_table(spark: "SparkSession", table: Table, dataset: Dataset,
-                          settings: Settings | None = None) -> str:
+                          settings: Settings | None = None, properties: dict[str, str] | None = None) -> str:
     """CREATE TABLE IF NOT EXISTS for an Iceberg table from its dataset's declaration."""
     if table not in dataset.tables:
         raise ValueError(f"dataset {dataset.name} does not declare the table {table}")
     return create_iceberg_table(spark, table.namespace, table.table, dataset.spark_ddl(),
-                                partitioned_by=dataset.spark_partitioning(), settings=settings)
+                                partitioned_by=dataset.spark_partitioning(), settings=settings,
+                                properties=properties)
 
 
 def iceberg_catalog(settings: Settings | None = None) -> "SqlCatalog":

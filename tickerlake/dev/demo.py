@@ -5,8 +5,9 @@
 3. `ohlcv_backfill` then `ohlcv_transform` (batch lane) for the default symbols: half a year of
    daily bars (with one bad row of each kind injected, to show the quarantine) and two sessions of
    one-minute bars, all through `airflow dags test`;
-4. `stream_supervisor` (streaming lane) starts the synthetic producer, the landing sink and the
-   Spark streaming job, the realtime tables fill for a bounded time, then it stops them all;
+4. `stream_supervisor` (streaming lane) starts the synthetic producer and the Spark streaming job
+   (Spark's Kafka source), the realtime tables fill for a bounded time (shown every 2 s), then it
+   stops them and checks that the stream's 1-minute bars equal a batch recompute from the ticks;
 5. `warehouse_load` COPYs the processed and realtime Parquet into the Postgres warehouse (the
    consistency check is its last task);
 6. prints rows per layer, the analyst views' first rows, the anomalies found and where to look.
@@ -122,12 +123,15 @@ def main() -> int:
         run_dag("ohlcv_transform", settings, conf, f"-{interval}")
         done(started)
 
-    started = step("Streaming lane: stream_supervisor starts producer -> Kafka -> landing sink -> Spark job")
+    started = step("Streaming lane: stream_supervisor starts producer -> Kafka -> Spark Structured Streaming")
     run_dag("stream_supervisor", settings, {"demo_producer": True}, "-start")
     try:
         watch_realtime(settings, seconds=STREAM_SECONDS)
     finally:
         run_dag("stream_supervisor", settings, {"action": "stop"}, "-stop")
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    run_dag("stream_supervisor", settings, {"action": "compare", "compare_date": today}, "-compare")
+    print("    stream equals batch: the 1-minute bars recomputed from realtime.ticks equal realtime.bars_1m")
     done(started)
 
     started = step("Warehouse: warehouse_load COPYs the lake's Parquet into Postgres, then checks it")
@@ -149,7 +153,8 @@ Where to look
   Quality results:              s3://processed/quality/bars/
   Iceberg tables:               {settings.iceberg.catalog}.processed.bars_1d, bars_1m, anomalies;
                                 {settings.iceberg.catalog}.realtime.ticks, bars_1m, bars_5m (JDBC catalog in Postgres)
-  Realtime Parquet:             s3://realtime/ticks/date=<D>/hour=<H>/  (quarantine: s3://realtime/quarantine/ticks/)
+  Realtime record archive:      s3://raw/archive/ticks/batch_id=<N>/
+  Realtime quarantine:          {settings.iceberg.catalog}.realtime.quarantine_ticks (with reasons)
   S3 API:                       {settings.s3.endpoint_url}
   Kafka:                        {settings.kafka.bootstrap_servers}
   Postgres warehouse (analyst): psql -h {pg.host} -p {pg.port} -U {pg.analyst_user} {pg.database}
@@ -160,19 +165,23 @@ Where to look
 
 
 def watch_realtime(settings, seconds: float) -> None:
-    """Show the realtime tables filling while the supervised stream runs."""
+    """Show the realtime tables filling while the supervised stream runs (row counts from each
+    table's current snapshot summary: no scan)."""
     from tickerlake.core.iceberg import iceberg_catalog
 
     catalog = iceberg_catalog(settings)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        time.sleep(15)
+    started = time.monotonic()
+    shown = 0.0
+    while time.monotonic() - started < seconds:
+        time.sleep(0.5)
         counts = {}
         for table in ("realtime.ticks", "realtime.bars_1m", "realtime.bars_5m"):
-            counts[table] = catalog.load_table(table).scan().to_arrow().num_rows \
-                if catalog.table_exists(table) else 0
-        left = max(0, deadline - time.monotonic())
-        print(f"    {left:>4.0f}s left  " + "  ".join(f"{t}: {n:,}" for t, n in counts.items()), flush=True)
+            snapshot = catalog.load_table(table).current_snapshot() if catalog.table_exists(table) else None
+            counts[table] = int(snapshot.summary.get("total-records") or 0) if snapshot and snapshot.summary else 0
+        elapsed = time.monotonic() - started
+        if elapsed - shown >= 2 or elapsed < 12:
+            shown = elapsed
+            print(f"    {elapsed:>5.1f}s  " + "  ".join(f"{t}: {n:,}" for t, n in counts.items()), flush=True)
 
 
 def print_lake_summary(settings) -> None:

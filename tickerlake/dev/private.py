@@ -85,8 +85,8 @@ def private_stack(extra_env: dict[str, str] | None = None) -> Iterator[list]:
             settings = get_settings()
             try:
                 for service in services(settings):
+                    started.append(service)  # before up(): a start that fails half-way is stopped too
                     service.up()
-                    started.append(service)
                 # The product's own one-shot init, as a user runs it (and no import of it here:
                 # minio_init imports the package, not the other way round).
                 done = subprocess.run([sys.executable, "-m", "minio_init"], cwd=REPO_ROOT,
