@@ -79,7 +79,7 @@ def test_supervised_stream_fills_the_realtime_tables_and_stops_cleanly(stack, se
                             json.dumps({"action": "compare", "compare_date": today})], settings, capture=True)
     output = compared.stdout + compared.stderr
     assert compared.returncode == 0, output[-3000:]
-    summary = json.loads(output.split("COMPARE_BARS ", 1)[1].splitlines()[0])
+    summary, _ = json.JSONDecoder().raw_decode(output.split("COMPARE_BARS ", 1)[1])
     assert summary["differences"] == 0 and summary["compared"] > 0
 
 
