@@ -114,10 +114,10 @@ def ensure_tables(spark, settings: Settings) -> dict[Table, str]:
         # a restart: nothing to create (each CREATE ... IF NOT EXISTS costs a Spark SQL round)
         return {t: f"{settings.iceberg.catalog}.{t}" for t in (Table.TICKS, Table.QUARANTINE_TICKS,
                                                                 Table.LIVE_BARS_1M, Table.LIVE_BARS_5M)}
-    # Each micro-batch is small and mostly one partition: no shuffle before a write; bars are
-    # MERGEd every batch: merge-on-read writes the changed rows and a delete file, not the day.
+    # Each micro-batch is small and mostly one partition: no shuffle before a write. Every table
+    # stays copy-on-write (no delete files): the warehouse load reads committed data files.
     fast = {"write.distribution-mode": "none", "write.merge.distribution-mode": "none"}
-    bars = {**fast, "write.merge.mode": "merge-on-read", "write.update.mode": "merge-on-read"}
+    bars = fast
     names = {Table.TICKS: create_declared_table(spark, Table.TICKS, TICKS, settings, fast),
              Table.QUARANTINE_TICKS: create_declared_table(spark, Table.QUARANTINE_TICKS, QUARANTINE_TICKS,
                                                            settings, fast)}

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from tickerlake.core import datasets as declared
 from tickerlake.core.datasets import ARROW_TYPES as ARROW
 from tickerlake.core.datasets import Kind
+from tickerlake.core.errors import TickerlakeError
 from tickerlake.core.names import (
     ICEBERG_DIR,
     PROCESSED_ANOMALIES_PREFIX,
@@ -194,6 +195,9 @@ def _iceberg_files(dataset: Dataset) -> Iterable[LakeObject]:
         return
     marker = f"{dataset.bucket.value}/"
     for task in table.scan().plan_files():
+        if task.delete_files:
+            raise TickerlakeError(f"Iceberg table {dataset.iceberg} has delete files (merge-on-read): the load "
+                                  "reads committed data files only; rewrite them (rewrite_data_files) first")
         key = task.file.file_path.split(marker, 1)[1]
         yield LakeObject(dataset.bucket.value, key, "iceberg", task.file.file_size_in_bytes)
 
