@@ -22,8 +22,8 @@ Two queries; the topic is read once, by the first:
    `withWatermark("event_time")` and a stateful windowed aggregation (RocksDB) into 1-minute
    bars in update mode: each micro-batch upserts only the windows that changed into
    `realtime.bars_1m` (pyiceberg, from the driver: a few rows), then rebuilds the 5-minute
-   windows those belong to from their 1-minute bars into `realtime.bars_5m`. Its watermark never passes the first query's, so no tick the
-   first query kept is dropped as late here.
+   windows those belong to from their 1-minute bars into `realtime.bars_5m`. Its watermark never
+   passes the first query's, so no tick the first query kept is dropped as late here.
 
 Counts (ticks appended, late and malformed quarantined) and both queries' StreamingQueryProgress
 go to `s3://realtime/_state/stream_ticks/progress.json` for the supervisor.
