@@ -6,9 +6,11 @@ UV      := .venv/bin/uv
 UV_VERSION := 0.13.8
 # Debian packages: the Postgres server, its JDBC driver (a Spark jar), Java for Spark, ss for a test.
 # docker-compose (v1, Debian's) validates docker-compose.yml without a Docker engine (make check).
-APT_PACKAGES := postgresql libpostgresql-jdbc-java openjdk-17-jre-headless iproute2 docker-compose
+# Prometheus, Alertmanager and the Pushgateway for metrics and alerts; Chromium for the browser test.
+APT_PACKAGES := postgresql libpostgresql-jdbc-java openjdk-17-jre-headless iproute2 docker-compose \
+  prometheus prometheus-alertmanager prometheus-pushgateway chromium fonts-dejavu-core
 
-.PHONY: check help setup system-packages venv env jars up down status smoke demo test airflow-ui airflow-ui-down warehouse-load bench-warehouse clean-state
+.PHONY: check help setup system-packages venv env jars up down status smoke demo test dashboard airflow-ui airflow-ui-down warehouse-load bench-warehouse clean-state
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -40,7 +42,7 @@ env: .env  ## .env from .env.example, with fresh random secrets
 jars: venv  ## the Spark jars, pinned and SHA-256-checked, into ./jars
 	$(PY) -m tickerlake.dev.jars
 
-up: setup  ## start the local stack (127.0.0.1) and initialise it
+up: setup  ## start the local stack (127.0.0.1: data services, metrics, alerts, dashboard) and initialise it
 	$(PY) -m tickerlake.dev.stack up
 	$(PY) -m minio_init
 
@@ -56,6 +58,9 @@ smoke: up  ## run the lake_smoke DAG with `airflow dags test`
 
 demo: setup  ## THE MAIN JOB: stack up, init, DAGs, summary
 	$(PY) -m tickerlake.dev.demo
+
+dashboard: up  ## the dashboard (and Prometheus, Alertmanager) on 127.0.0.1; prints their addresses
+	@$(PY) -m tickerlake.dev.demo --urls
 
 airflow-ui: up  ## the Airflow web UI on 127.0.0.1:8080 (api-server, scheduler, dag-processor, triggerer); prints the login
 	$(PY) -m tickerlake.dev.airflow_ui up

@@ -28,7 +28,9 @@ the triggering events, over the union of their ranges:
 2. **quality_gate** (great-expectations): schema, non-null keys, unique (symbol, timestamp), OHLC
    invariants, value ranges, freshness against the NYSE calendar. A failed expectation fails the
    task; the result JSON is stored at `s3://processed/quality/...`.
-3. Emits the `processed_bars` asset.
+3. **alert_anomalies**: an anomaly on a symbol's latest bar raises one alert in Alertmanager per
+   (symbol, bar), recorded in a ledger so that a rerun of the interval sends none.
+4. Emits the `processed_bars` asset.
 
 A manual run (no asset event) takes `source`, `interval`, `start`, `end` from its params.
 """
@@ -69,6 +71,12 @@ def ohlcv_transform():
         return {"rows": result.rows, "result": result.result_key, **job}
 
     @task
+    def alert_anomalies(job: dict) -> list[str]:
+        from tickerlake.orchestration.dag_helpers import alert_anomalies as send
+
+        return send(job)
+
+    @task
     def spark_args(job: dict) -> list[str]:
         return transform_args(job)
 
@@ -76,7 +84,9 @@ def ohlcv_transform():
     transform = SparkSubmitOperator.partial(
         task_id="transform", **spark_submit_options("transform_bars")
     ).expand(application_args=spark_args.expand(job=jobs))
-    transform >> quality_gate.expand(job=jobs)
+    gated = quality_gate.expand(job=jobs)
+    transform >> gated
+    alert_anomalies.expand(job=gated)
 
 
 ohlcv_transform()

@@ -5,6 +5,7 @@ interval writes byte-identical objects to the same keys.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -101,6 +102,7 @@ def run_job(job: dict, source_options: dict | None = None) -> dict:
     """Run one batch against the configured S3 store; returns counts for the task log/XCom."""
     from ingestion.sources.base import source_for
     from tickerlake.core.clients import s3_client
+    from tickerlake.core.metrics import push_run
     from tickerlake.core.settings import get_settings
 
     source = source_for(job["source"], **(source_options or {}))
@@ -114,6 +116,11 @@ def run_job(job: dict, source_options: dict | None = None) -> dict:
             raise ValueError("inject_bad_rows needs the synthetic source")
         if len(days):
             extra = source.bad_rows(job["symbols"][0], days[0].date(), BarInterval(job["interval"]))
+    began = time.monotonic()
     result = backfill(source, job["symbols"], start, end, BarInterval(job["interval"]),
                       s3_client(get_settings().s3), extra_rows=extra)
+    push_run("ohlcv_backfill", {"interval": job["interval"], "source": job["source"],
+                                "batch": job["symbols"][0] if job["symbols"] else "none"},
+             rows=result.rows, seconds=time.monotonic() - began, partitions=result.objects,
+             settings=get_settings().monitoring)
     return {"objects": result.objects, "rows": result.rows, "symbols": job["symbols"]}

@@ -53,10 +53,13 @@ class SyntheticTicks:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Event ids are unique across runs (a rerun of the producer is new events, not a replay).
     run_id: int = field(default_factory=lambda: secrets.randbits(63))
+    # Where each symbol's walk starts; None: a fixed level per symbol.
+    start_prices: dict[str, float] | None = None
 
     def events(self, count: int | None = None) -> Iterator[Record]:
         rng = np.random.default_rng(self.seed)
-        prices = {s: float(20 + zlib.crc32(s.encode()) % 400) for s in self.symbols}
+        prices = {s: float((self.start_prices or {}).get(s) or 20 + zlib.crc32(s.encode()) % 400)
+                  for s in self.symbols}
         n = 0
         while count is None or n < count:
             n += 1
@@ -141,6 +144,16 @@ def publish(records: Iterable[Record], producer, topic: str = Topic.TICKS.value)
 
 
 @one_line_errors
+def market_closes(symbols: tuple[str, ...]) -> dict[str, float]:
+    """Each symbol's last close in the synthetic market (the batch lane's offline source), so that
+    the live prices continue the daily history the dashboard shows next to them."""
+    from ingestion.sources.synthetic import SyntheticMarket
+
+    today = datetime.now(UTC).date()
+    market = SyntheticMarket()
+    return {symbol: market.last_close(symbol, today) for symbol in symbols}
+
+
 def main(argv: list[str] | None = None) -> int:
     from tickerlake.core.clients import kafka_producer
     from tickerlake.core.settings import get_settings
@@ -168,9 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
         records = YahooQuotePoller(symbols, min_interval_seconds=args.poll_seconds).records()
     else:
-        records = paced(SyntheticTicks(seed=args.seed, malformed_every=args.malformed_every,
-                                       late_every=args.late_every).events(args.count),
-                        args.rate, args.duration)
+        ticks = SyntheticTicks(seed=args.seed, malformed_every=args.malformed_every,
+                               late_every=args.late_every, start_prices=market_closes(SyntheticTicks.symbols))
+        records = paced(ticks.events(args.count), args.rate, args.duration)
     producer = kafka_producer(get_settings().kafka)
     try:
         sent = publish(records, producer)

@@ -4,13 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from minio_init.airflow_views import VIEW, ensure_run_history_view
 from minio_init.buckets import ensure_buckets
 from minio_init.topics import ensure_topics
 from minio_init.warehouse import apply_sql, ensure_databases
 from tickerlake.core.errors import one_line_errors
 from tickerlake.core.settings import get_settings
 
-STEPS = ("buckets", "topics", "warehouse")
+STEPS = ("buckets", "topics", "warehouse", "airflow")
 
 
 @one_line_errors
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"database  {database:<22} {outcome}")
         for name in apply_sql(settings.pg):
             print(f"sql       {name:<22} applied")
+    if "airflow" in steps:
+        print(f"view      {VIEW:<22} {ensure_run_history_view(settings.pg)}")
     return 0
 
 

@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 from tickerlake.core.datasets import LIVE_BARS, QUARANTINE_TICKS, TICK_EVENT, TICKS
 from tickerlake.core.errors import one_line_errors
-from tickerlake.core.names import ARCHIVE_TICKS_PREFIX, STREAM_STATE_PREFIX, Bucket, Table, Topic
+from tickerlake.core.names import ARCHIVE_TICKS_PREFIX, Bucket, Table, Topic
+from tickerlake.core.stream_progress import PROGRESS_KEY
 from tickerlake.core.settings import Settings, checkpoint_root, get_settings
 
 if TYPE_CHECKING:
@@ -414,7 +415,7 @@ def write_progress(s3, queries, counters: Counters) -> None:
     progress: dict[str, Any] = {q.name: q.lastProgress for q in queries}
     body = json.dumps({"written_at": time.time(), "source": "kafka", "queries": progress,
                        "counters": counters.__dict__}, default=str)
-    s3.put_object(Bucket=Bucket.REALTIME.value, Key=f"{STREAM_STATE_PREFIX}/progress.json", Body=body.encode())
+    s3.put_object(Bucket=Bucket.REALTIME.value, Key=PROGRESS_KEY, Body=body.encode())
 
 
 def _trigger(settings: Settings, available_now: bool) -> dict[str, Any]:

@@ -262,12 +262,23 @@ def _scope(args) -> str:
 def main(argv: list[str] | None = None) -> int:
     from tickerlake.core.spark import build_spark_session
 
+    from tickerlake.core.metrics import push_run
+    from tickerlake.core.settings import get_settings
+
     args = parse_args(argv)
     spark = build_spark_session(f"tickerlake-transform-{args.interval}")
+    began = time.monotonic()
+    key = {"interval": args.interval, "source": args.source}
     try:
         summary = run(spark, args)
+    except Exception:
+        push_run("ohlcv_transform", key, rows=0, seconds=time.monotonic() - began, failed=True,
+                 settings=get_settings().monitoring)
+        raise
     finally:
         spark.stop()
+    push_run("ohlcv_transform", key, rows=summary["rows"], seconds=time.monotonic() - began,
+             quarantined=summary["quarantined"], settings=get_settings().monitoring)
     print("TRANSFORM_SUMMARY " + json.dumps(summary, sort_keys=True))
     return 0
 

@@ -115,6 +115,14 @@ class SyntheticMarket(MarketDataSource):
         })
 
     # --- public interface -------------------------------------------------------------------
+    def last_close(self, symbol: str, before: date) -> float:
+        """The symbol's close on the last session before `before` (where a live stream that
+        continues this market starts)."""
+        path = self._daily_path(symbol, before)
+        if path.empty:
+            raise ValueError(f"synthetic: no session of {symbol} before {before}")
+        return float(path["close"].iloc[-1])
+
     def bars(self, symbols: Sequence[str], start: date, end: date, interval: BarInterval) -> pd.DataFrame:
         interval = BarInterval(interval)
         if not len(sessions(start, end)):

@@ -273,6 +273,64 @@ class AirflowSettings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
 
 
+class MonitoringSettings(BaseSettings):
+    """Metrics, alerts and the dashboard (tickerlake/monitoring/, tickerlake/dashboard/).
+
+    The local stack runs Prometheus, Alertmanager, the Pushgateway, tickerlake's exporter (which
+    also receives Airflow's StatsD metrics) and the dashboard on these loopback URLs and ports;
+    compose sets its own service names."""
+
+    model_config = _config("MONITORING")
+
+    prometheus_url: str = "http://127.0.0.1:9090"
+    alertmanager_url: str = "http://127.0.0.1:9093"
+    # Batch tasks (backfill, transform, load) push their run's figures here; empty: no push.
+    pushgateway_url: str = "http://127.0.0.1:9091"
+    # tickerlake's exporter: the stream's and the lake's state, read at each scrape
+    exporter_port: int = Field(default=9108, ge=1, le=65535)
+    # the exporter's StatsD listener (UDP), where Airflow sends its own metrics
+    statsd_port: int = Field(default=9125, ge=1, le=65535)
+    dashboard_port: int = Field(default=8501, ge=1, le=65535)
+    # Where Alertmanager sends alerts and Airflow its task-failure notices (a webhook taking
+    # JSON POSTs). Empty: alerts are only shown in Alertmanager's UI. A secret (Slack-style
+    # webhook URLs carry their token).
+    webhook_url: SecretStr = SecretStr("")
+    # The stream is stalled when its job runs but has committed no micro-batch for this long.
+    stall_seconds: int = Field(default=120, ge=1)
+    # How long a condition must hold before its alert fires, and Prometheus's scrape interval.
+    alert_for_seconds: int = Field(default=30, ge=0)
+    scrape_seconds: int = Field(default=5, ge=1)
+
+    @field_validator("prometheus_url", "alertmanager_url")
+    @classmethod
+    def _urls(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("pushgateway_url")
+    @classmethod
+    def _optional_url(cls, value: str) -> str:
+        return _http_url(value) if value else ""
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value():
+            _http_url(value.get_secret_value())
+        return value
+
+    @property
+    def prometheus_port(self) -> int:
+        return _port_of(self.prometheus_url)
+
+    @property
+    def alertmanager_port(self) -> int:
+        return _port_of(self.alertmanager_url)
+
+    @property
+    def pushgateway_port(self) -> int:
+        return _port_of(self.pushgateway_url) if self.pushgateway_url else 0
+
+
 class StackSettings(BaseSettings):
     """Where the embedded local stack keeps its data, logs and PID files."""
 
@@ -296,6 +354,7 @@ class Settings(BaseModel):
     snowflake: SnowflakeSettings
     warehouse: WarehouseSettings
     airflow: AirflowSettings
+    monitoring: MonitoringSettings
 
 
 _GROUPS: dict[str, type[BaseSettings]] = {
@@ -309,6 +368,7 @@ _GROUPS: dict[str, type[BaseSettings]] = {
     "snowflake": SnowflakeSettings,
     "warehouse": WarehouseSettings,
     "airflow": AirflowSettings,
+    "monitoring": MonitoringSettings,
 }
 log = logging.getLogger(__name__)
 

@@ -36,6 +36,12 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__SECRET_KEY": persistent_secret(home / "api.secret"),
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": settings.spark.master}),
+        # Airflow's own metrics, to the exporter's StatsD listener (docs/operations.md)
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(settings.monitoring.statsd_port),
+        "AIRFLOW__METRICS__STATSD_PREFIX": "airflow",
+        **notify_connection(settings),
         # spark-submit and the stack's binaries live in the venv.
         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": str(REPO_ROOT),
@@ -45,6 +51,17 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     }
 
 
+def notify_connection(settings: Settings) -> dict[str, str]:
+    """The `apprise_default` connection posting task-failure notices as JSON to the webhook."""
+    url = settings.monitoring.webhook_url.get_secret_value()
+    if not url:
+        return {}
+    scheme, _, rest = url.partition("://")
+    path = ("jsons://" if scheme == "https" else "json://") + rest
+    return {"AIRFLOW_CONN_APPRISE_DEFAULT": json.dumps(
+        {"conn_type": "apprise", "extra": {"config": {"path": path}}})}
+
+
 def _fernet_key() -> str:
     from cryptography.fernet import Fernet
 
@@ -52,14 +69,17 @@ def _fernet_key() -> str:
 
 
 def run_airflow(args: list[str], settings: Settings | None = None, *, check: bool = False,
-                capture: bool = False) -> subprocess.CompletedProcess:
+                capture: bool = False, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run `airflow ARGS` in the local environment, migrating the metadata DB first if needed."""
     settings = settings or get_settings()
-    env = {**os.environ, **airflow_env(settings)}
+    env = {**os.environ, **airflow_env(settings), **(extra_env or {})}
     airflow = str(Path(sys.executable).parent / "airflow")
     marker = Path(env["AIRFLOW_HOME"]) / ".db-migrated"
     if not marker.exists():
         subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+        # the dashboard's read-only view of the DAG runs (needs the migrated tables)
+        subprocess.run([sys.executable, "-m", "minio_init", "--only", "airflow"], env=env, check=True,
+                       capture_output=True, cwd=REPO_ROOT)
         marker.touch()
     return subprocess.run([airflow, *args], env=env, check=check, text=True,
                           capture_output=capture)

@@ -29,12 +29,31 @@ from tickerlake.core.errors import StackError, one_line_errors
 from tickerlake.core.names import Namespace
 from tickerlake.core.settings import REPO_ROOT, get_settings
 from tickerlake.dev.airflow_local import run_airflow
-from tickerlake.dev.services import services
+from tickerlake.dev.services import monitoring_services, services
 
-LOGICAL_DATE = "2026-01-02"
-DAILY = ("2025-07-01", "2026-01-01")
-MINUTE = ("2025-12-30", "2026-01-01")
 STREAM_SECONDS = 90  # the bounded streaming run
+DAILY_DAYS = 183  # about half a year of daily bars
+MINUTE_SESSIONS = 2
+
+
+def demo_intervals() -> dict[str, tuple[str, str]]:
+    """The recent sessions up to the last one closed before now: [start, end) per interval.
+
+    Relative to today so that the analyst views' "last 30 days" return rows and the live stream
+    continues the same market; reruns on one day backfill the same interval (and change nothing)."""
+    from datetime import timedelta
+
+    from tickerlake.core.market import last_closed_session, sessions_in_range
+
+    last = last_closed_session()
+    end = last + timedelta(days=1)
+    recent = sessions_in_range(last - timedelta(days=14), end)[-MINUTE_SESSIONS:]
+    return {"1d": ((last - timedelta(days=DAILY_DAYS)).isoformat(), end.isoformat()),
+            "1m": (recent[0].isoformat(), end.isoformat())}
+
+
+def logical_date() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime())
 
 
 STEPS = 9
@@ -81,7 +100,7 @@ def run_dag(dag_id: str, settings, conf: dict | None = None, tag: str = "") -> N
 
     log = settings.stack.state_dir / "logs" / f"dags-test-{dag_id}{tag}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    args = ["dags", "test", dag_id, LOGICAL_DATE] + (["--conf", json.dumps(conf)] if conf else [])
+    args = ["dags", "test", dag_id, logical_date()] + (["--conf", json.dumps(conf)] if conf else [])
     with Ticker(f"{dag_id} running"):
         result = run_airflow(args, settings, capture=True)
     log.write_text(result.stdout + result.stderr)
@@ -93,9 +112,9 @@ def run_dag(dag_id: str, settings, conf: dict | None = None, tag: str = "") -> N
 @one_line_errors
 def main() -> int:
     settings = get_settings()
-    started = step("Stack: S3 server, Kafka broker, Postgres (127.0.0.1)")
-    for service in services(settings):
-        print(f"    {service.name:<9} {service.up():<16} {service.address}")
+    started = step("Stack: S3 server, Kafka broker, Postgres, Prometheus, Alertmanager, dashboard (127.0.0.1)")
+    for service in services(settings) + monitoring_services(settings):
+        print(f"    {service.name:<12} {service.up():<16} {service.address}")
     done(started)
 
     started = step("Init: buckets, topics, warehouse database and roles (idempotent)")
@@ -116,7 +135,7 @@ def main() -> int:
     print(f"    first rows: {arrow.slice(0, 3).to_pylist()}")
     done(started)
 
-    for interval, (start, end) in (("1d", DAILY), ("1m", MINUTE)):
+    for interval, (start, end) in demo_intervals().items():
         started = step(f"Batch lane, {interval} bars {start}..{end}: ohlcv_backfill -> ohlcv_transform")
         conf = {"start": start, "end": end, "interval": interval}
         run_dag("ohlcv_backfill", settings, {**conf, "inject_bad_rows": interval == "1d"}, f"-{interval}")
@@ -160,8 +179,17 @@ Where to look
   Postgres warehouse (analyst): psql -h {pg.host} -p {pg.port} -U {pg.analyst_user} {pg.database}
                                 (password: TICKERLAKE_PG_ANALYST_PASSWORD in .env; views warehouse.v_*)
   Airflow web UI:               make airflow-ui
+{monitoring_urls(settings)}
   Stack status / stop:          make status / make down""")
     return 0
+
+
+def monitoring_urls(settings) -> str:
+    m = settings.monitoring
+    return (f"  Dashboard:                    http://127.0.0.1:{m.dashboard_port}  (Market, Live, Pipeline)\n"
+            f"  Prometheus (metrics, alerts): {m.prometheus_url}  (rules: /alerts)\n"
+            f"  Alertmanager:                 {m.alertmanager_url}\n"
+            f"  Metrics exporter:             http://127.0.0.1:{m.exporter_port}/metrics")
 
 
 def watch_realtime(settings, seconds: float) -> None:
@@ -240,6 +268,19 @@ def _cell(value) -> str:
     return str(value)
 
 
+def cli() -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tickerlake.dev.demo",
+                                     description="the main job on the local stack (make demo)")
+    parser.add_argument("--urls", action="store_true", help="only print the dashboard's and the "
+                                                             "monitoring services' addresses")
+    if parser.parse_args().urls:
+        print(monitoring_urls(get_settings()))
+        return 0
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())
 

@@ -48,6 +48,12 @@ def private_env(state: Path) -> dict[str, str]:
         "TICKERLAKE_SPARK_SHUFFLE_PARTITIONS": "2",
         "TICKERLAKE_SPARK_UI_ENABLED": "false",
         "TICKERLAKE_STACK_STATE_DIR": str(state),
+        "TICKERLAKE_MONITORING_PROMETHEUS_URL": f"http://{LOOPBACK}:{free_port(LOOPBACK)}",
+        "TICKERLAKE_MONITORING_ALERTMANAGER_URL": f"http://{LOOPBACK}:{free_port(LOOPBACK)}",
+        "TICKERLAKE_MONITORING_PUSHGATEWAY_URL": f"http://{LOOPBACK}:{free_port(LOOPBACK)}",
+        "TICKERLAKE_MONITORING_EXPORTER_PORT": str(free_port(LOOPBACK)),
+        "TICKERLAKE_MONITORING_STATSD_PORT": str(free_port(LOOPBACK)),
+        "TICKERLAKE_MONITORING_DASHBOARD_PORT": str(free_port(LOOPBACK)),
         "GX_ANALYTICS_ENABLED": "false",
     }
 

@@ -291,5 +291,164 @@ class PostgresCluster(Service):
         return True
 
 
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return response.status == 200
+
+
+def _debian_bin(name: str, package: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        raise StackError(f"`{name}` is not installed; install Debian's `{package}` package (make setup does)")
+    return found
+
+
+class HttpService(Service):
+    """A monitoring service with one HTTP port and a readiness URL."""
+
+    ready_path = "/"
+    port_setting = ""
+
+    @property
+    @abstractmethod
+    def port(self) -> int: ...
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {self.port_setting: self.port}
+
+    @property
+    def address(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def is_healthy(self) -> bool:
+        return _answers(self.address + self.ready_path)
+
+
+class Prometheus(HttpService):
+    """Debian's Prometheus, scraping the exporter and the Pushgateway, evaluating the alert rules."""
+
+    name = "prometheus"
+    ready_path = "/-/ready"
+    port_setting = "TICKERLAKE_MONITORING_PROMETHEUS_URL"
+
+    @property
+    def port(self) -> int:
+        return self.settings.monitoring.prometheus_port
+
+    @property
+    def config_dir(self) -> Path:
+        return self.state / "monitoring"
+
+    def _prepare(self) -> None:
+        from tickerlake.monitoring.config import Targets, render
+
+        super()._prepare()
+        render(self.config_dir, self.settings.monitoring, Targets.local(self.settings.monitoring))
+
+    def _command(self) -> list[str]:
+        return [_debian_bin("prometheus", "prometheus"),
+                f"--config.file={self.config_dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.data_dir}", f"--web.listen-address={LOOPBACK}:{self.port}",
+                "--storage.tsdb.retention.time=15d", "--web.enable-lifecycle"]
+
+
+class Alertmanager(HttpService):
+    """Debian's Alertmanager: routes the alerts to the webhook receiver (one instance: no cluster)."""
+
+    name = "alertmanager"
+    ready_path = "/-/ready"
+    port_setting = "TICKERLAKE_MONITORING_ALERTMANAGER_URL"
+
+    @property
+    def port(self) -> int:
+        return self.settings.monitoring.alertmanager_port
+
+    def _prepare(self) -> None:
+        from tickerlake.monitoring.config import Targets, render
+
+        super()._prepare()
+        render(self.state / "monitoring", self.settings.monitoring, Targets.local(self.settings.monitoring))
+
+    def _command(self) -> list[str]:
+        return [_debian_bin("prometheus-alertmanager", "prometheus-alertmanager"),
+                f"--config.file={self.state / 'monitoring' / 'alertmanager.yml'}",
+                f"--storage.path={self.data_dir}", f"--web.listen-address={LOOPBACK}:{self.port}",
+                # the cluster port would listen on every interface; a single instance needs none
+                "--cluster.listen-address="]
+
+
+class Pushgateway(HttpService):
+    """Debian's Pushgateway: where the batch runs leave their figures for Prometheus."""
+
+    name = "pushgateway"
+    ready_path = "/-/ready"
+    port_setting = "TICKERLAKE_MONITORING_PUSHGATEWAY_URL"
+
+    @property
+    def port(self) -> int:
+        return self.settings.monitoring.pushgateway_port
+
+    def _command(self) -> list[str]:
+        return [_debian_bin("prometheus-pushgateway", "prometheus-pushgateway"),
+                f"--web.listen-address={LOOPBACK}:{self.port}",
+                f"--persistence.file={self.data_dir / 'metrics.db'}"]
+
+
+class Exporter(HttpService):
+    """tickerlake's exporter (tickerlake/monitoring/exporter.py), with Airflow's StatsD listener."""
+
+    name = "exporter"
+    ready_path = "/metrics"
+    port_setting = "TICKERLAKE_MONITORING_EXPORTER_PORT"
+
+    @property
+    def port(self) -> int:
+        return self.settings.monitoring.exporter_port
+
+    def _command(self) -> list[str]:
+        return [sys.executable, "-m", "tickerlake.monitoring.exporter"]
+
+    def _env(self) -> dict[str, str]:
+        from tickerlake.core.settings import REPO_ROOT
+
+        return {"PYTHONPATH": str(REPO_ROOT)}
+
+
+class Dashboard(HttpService):
+    """The Streamlit dashboard (tickerlake/dashboard/), read-only as the analyst role."""
+
+    name = "dashboard"
+    ready_path = "/_stcore/health"
+    port_setting = "TICKERLAKE_MONITORING_DASHBOARD_PORT"
+    start_timeout = 90.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.monitoring.dashboard_port
+
+    def _command(self) -> list[str]:
+        from tickerlake.core.settings import REPO_ROOT
+
+        return [_venv_bin("streamlit"), "run", str(REPO_ROOT / "tickerlake" / "dashboard" / "app.py"),
+                f"--server.address={LOOPBACK}", f"--server.port={self.port}", "--server.headless=true",
+                "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
+                "--global.developmentMode=false"]
+
+    def _env(self) -> dict[str, str]:
+        from tickerlake.core.settings import REPO_ROOT
+
+        return {"PYTHONPATH": str(REPO_ROOT)}
+
+
 def services(settings: Settings) -> list[Service]:
+    """The data services every lane needs."""
     return [S3Server(settings), KafkaBroker(settings), PostgresCluster(settings)]
+
+
+def monitoring_services(settings: Settings) -> list[Service]:
+    """Metrics, alerts and the dashboard (after `services`: the exporter and the dashboard read them)."""
+    return [Pushgateway(settings), Alertmanager(settings), Prometheus(settings), Exporter(settings),
+            Dashboard(settings)]

@@ -17,11 +17,41 @@ from tickerlake.core.settings import REPO_ROOT, SparkSettings
 # A fixed, tz-aware start for every DAG: runs are keyed on data intervals, never the wall clock.
 START_DATE = pendulum.datetime(2024, 1, 1, tz="UTC")
 
+# Airflow's connection for task-failure notices (apprise: Slack, email, a JSON webhook, ...).
+NOTIFY_CONN_ID = "apprise_default"
+
+
+def notify_failure(context: dict) -> None:
+    """on_failure_callback: one notice per failed task (after its last retry) through Apprise,
+    when the `apprise_default` connection exists; without it, one log line says how to set it."""
+    from airflow.providers.apprise.notifications.apprise import AppriseNotifier
+    from airflow.sdk import BaseHook
+    from apprise import NotifyType
+
+    try:
+        BaseHook.get_connection(NOTIFY_CONN_ID)
+    except Exception:  # noqa: BLE001 - any lookup failure means: not configured
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "task failed; no failure notice sent: set the Airflow connection %s "
+            "(or TICKERLAKE_MONITORING_WEBHOOK_URL on the local stack)", NOTIFY_CONN_ID)
+        return
+    ti = context["ti"]
+    AppriseNotifier(
+        title=f"tickerlake: {ti.dag_id}.{ti.task_id} failed",
+        body=(f"DAG {ti.dag_id}, task {ti.task_id} (map index {ti.map_index}), run {ti.run_id}, "
+              f"try {ti.try_number}: {context.get('exception')}"),
+        notify_type=NotifyType.FAILURE, apprise_conn_id=NOTIFY_CONN_ID,
+    ).notify(context)
+
+
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "tickerlake",
     "retries": 2,
     "retry_delay": pendulum.duration(minutes=1),
     "retry_exponential_backoff": True,
+    "on_failure_callback": notify_failure,
 }
 
 
@@ -131,3 +161,13 @@ def snowflake_connect_from_airflow():
     from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 
     return SnowflakeHook(snowflake_conn_id=SNOWFLAKE_CONN_ID).get_conn
+
+
+def alert_anomalies(job: dict) -> list[str]:
+    """After the gate: alert each anomalous latest bar of the job's interval once (ledgered)."""
+    from tickerlake.core.settings import get_settings
+    from tickerlake.monitoring.anomaly_alerts import alert_new_anomalies
+
+    sent = alert_new_anomalies(get_settings(), job["interval"], date.fromisoformat(job["start"]),
+                               date.fromisoformat(job["end"]))
+    return [f"{a.symbol} {a.interval} {a.bar_ts.isoformat()} {','.join(a.kinds)}" for a in sent]

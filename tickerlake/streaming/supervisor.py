@@ -29,9 +29,16 @@ from pathlib import Path
 from typing import Any
 
 from tickerlake.core.errors import one_line_errors
-from tickerlake.core.names import STREAM_STATE_PREFIX, Bucket, Topic
 from tickerlake.core.processes import PidFile, spawn, stop
 from tickerlake.core.settings import REPO_ROOT, Settings, get_settings
+from tickerlake.core.stream_progress import (
+    STREAM_JOB,
+    TICKS_QUERY,
+    kafka_lag,
+    kafka_source_positions,
+    pid_path,
+    read_progress,
+)
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x7469636B  # pg_advisory_lock key: "tick"
@@ -45,7 +52,7 @@ class Managed:
 
 
 PRODUCER = Managed("producer", "ingestion.producer", ("--rate", "50"))
-STREAM = Managed("stream_ticks", "spark_jobs.stream_ticks")
+STREAM = Managed(STREAM_JOB, "spark_jobs.stream_ticks")
 
 
 class SupervisorBusy(RuntimeError):
@@ -53,7 +60,7 @@ class SupervisorBusy(RuntimeError):
 
 
 def _pid_file(settings: Settings, proc: Managed) -> PidFile:
-    return PidFile(settings.stack.state_dir / "stream" / "pids" / f"{proc.name}.pid")
+    return PidFile(pid_path(settings, proc.name))
 
 
 def _log_path(settings: Settings, proc: Managed) -> Path:
@@ -75,50 +82,6 @@ def ensure_running(settings: Settings, proc: Managed) -> str:
 
 def stop_proc(settings: Settings, proc: Managed, sig: int = signal.SIGTERM) -> bool:
     return stop(_pid_file(settings, proc), sig=sig, timeout=60)
-
-
-def read_progress(s3) -> dict | None:
-    try:
-        body = s3.get_object(Bucket=Bucket.REALTIME.value, Key=f"{STREAM_STATE_PREFIX}/progress.json")["Body"]
-    except s3.exceptions.NoSuchKey:
-        return None
-    return json.loads(body.read())
-
-
-def kafka_lag(settings: Settings, positions: dict[int, int]) -> dict[int, int]:
-    """Records in the topic past `positions` (the next offset to read), per partition."""
-    from kafka import TopicPartition
-
-    from tickerlake.core.clients import kafka_consumer
-
-    consumer = kafka_consumer(settings.kafka, group_id=None)
-    try:
-        partitions = consumer.partitions_for_topic(Topic.TICKS.value) or set()
-        ends = consumer.end_offsets([TopicPartition(Topic.TICKS.value, p) for p in partitions])
-    finally:
-        consumer.close()
-    return {tp.partition: end - positions.get(tp.partition, 0) for tp, end in ends.items()}
-
-
-TICKS_QUERY = "ticks"  # the job's query that reads the topic (spark_jobs/stream_ticks.py)
-
-
-def kafka_source_positions(progress: dict | None) -> dict[int, int]:
-    """The next offset per partition the job has committed, from its progress.
-
-    StreamingQueryProgress.sources[i].endOffset of Spark's Kafka source is
-    {"topic": {"partition": next_offset}} (a JSON string or an object, by Spark version)."""
-    query = ((progress or {}).get("queries", {}).get(TICKS_QUERY) or {})
-    for source in query.get("sources") or []:
-        end = source.get("endOffset")
-        if isinstance(end, str):
-            try:
-                end = json.loads(end)
-            except ValueError:
-                continue
-        if isinstance(end, dict) and Topic.TICKS.value in end:
-            return {int(p): int(o) for p, o in end[Topic.TICKS.value].items()}
-    return {}
 
 
 def _stall_state(settings: Settings) -> Path:

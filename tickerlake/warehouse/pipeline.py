@@ -1,9 +1,11 @@
 """The load and the check as plain functions (used by the load DAG, the CLI and the demo)."""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 from tickerlake.core.clients import s3_client
+from tickerlake.core.metrics import push_run
 from tickerlake.core.settings import Settings
 from tickerlake.warehouse import open_warehouse
 from tickerlake.warehouse.base import LoadReport, PartitionCheck, check_dataset, load_dataset, raise_on_mismatch
@@ -26,9 +28,22 @@ def load(settings: Settings, names: Iterable[str] | None = None, *, reload: bool
     """Load the chosen datasets (all by default)."""
     datasets = _chosen(names)
     s3 = s3_client(settings.s3)
+    reports = []
     with open_warehouse(settings, snowflake_connect) as warehouse:
         warehouse.ensure_schema()
-        return [load_dataset(warehouse, d, s3, reload=reload) for d in datasets]
+        for dataset in datasets:
+            began = time.monotonic()
+            try:
+                report = load_dataset(warehouse, dataset, s3, reload=reload)
+            except Exception:
+                push_run("warehouse_load", {"dataset": dataset.name}, rows=0,
+                         seconds=time.monotonic() - began, failed=True, settings=settings.monitoring)
+                raise
+            push_run("warehouse_load", {"dataset": dataset.name}, rows=report.rows_loaded,
+                     seconds=time.monotonic() - began, partitions=len(report.partitions_loaded),
+                     settings=settings.monitoring)
+            reports.append(report)
+    return reports
 
 
 def check(settings: Settings, names: Iterable[str] | None = None, *,

@@ -1,0 +1,1 @@
+"""The dashboard lane: a Streamlit app (app.py) over the warehouse, read as the analyst role."""
