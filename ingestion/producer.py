@@ -143,7 +143,6 @@ def publish(records: Iterable[Record], producer, topic: str = Topic.TICKS.value)
     return sent
 
 
-@one_line_errors
 def market_closes(symbols: tuple[str, ...]) -> dict[str, float]:
     """Each symbol's last close in the synthetic market (the batch lane's offline source), so that
     the live prices continue the daily history the dashboard shows next to them."""
@@ -154,6 +153,7 @@ def market_closes(symbols: tuple[str, ...]) -> dict[str, float]:
     return {symbol: market.last_close(symbol, today) for symbol in symbols}
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     from tickerlake.core.clients import kafka_producer
     from tickerlake.core.settings import get_settings

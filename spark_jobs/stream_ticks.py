@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 from tickerlake.core.datasets import LIVE_BARS, QUARANTINE_TICKS, TICK_EVENT, TICKS
 from tickerlake.core.errors import one_line_errors
 from tickerlake.core.names import ARCHIVE_TICKS_PREFIX, Bucket, Table, Topic
-from tickerlake.core.stream_progress import PROGRESS_KEY
 from tickerlake.core.settings import Settings, checkpoint_root, get_settings
+from tickerlake.core.stream_progress import PROGRESS_KEY
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -260,10 +260,9 @@ def _scope(args) -> str:
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    from tickerlake.core.spark import build_spark_session
-
     from tickerlake.core.metrics import push_run
     from tickerlake.core.settings import get_settings
+    from tickerlake.core.spark import build_spark_session
 
     args = parse_args(argv)
     spark = build_spark_session(f"tickerlake-transform-{args.interval}")

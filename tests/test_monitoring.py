@@ -112,15 +112,15 @@ def test_a_failing_task_sends_one_notification(stack, settings, webhook, tmp_pat
 
 @pytest.mark.spark
 def test_a_stalled_stream_raises_exactly_one_alert(monitoring, settings, webhook):
-    from tickerlake.core.stream_progress import STREAM_JOB, pid_path
     from tickerlake.core.processes import PidFile
+    from tickerlake.core.stream_progress import STREAM_JOB, pid_path
     from tickerlake.streaming.supervisor import stop_all, supervise
 
     supervise(demo_producer=True, settings=settings)
     try:
         pid = PidFile(pid_path(settings, STREAM_JOB)).running_pid()
         assert pid
-        progressing = wait_for(lambda: prom_query(settings, "tickerlake_stream_ticks > 0"), timeout=240, every=2)
+        progressing = wait_for(lambda: prom_query(settings, "tickerlake_stream_ticks_total > 0"), timeout=240, every=2)
         assert progressing, "the stream never committed a batch"
         assert not webhook.alerts("TickerlakeStreamStalled")
         os.killpg(os.getpgid(pid), signal.SIGSTOP)  # the whole job: driver and JVM stop making progress

@@ -33,7 +33,8 @@ def market() -> None:
         st.info(NO_DATA)
         return
     left, middle, right = st.columns([2, 1, 3])
-    symbol = left.selectbox("Symbol", names, key="symbol")
+    wanted = st.query_params.get("symbol")  # /?symbol=AAPL links to a symbol's chart
+    symbol = left.selectbox("Symbol", names, index=names.index(wanted) if wanted in names else 0)
     interval = middle.radio("Interval", ["1d", "1m"], horizontal=True, key="interval")
     span = queries.date_span(settings, symbol, interval)
     if span is None:
@@ -62,7 +63,8 @@ def live() -> None:
     if not names:
         st.info("No live bars yet: start the stream (`stream_supervisor` DAG, or `make demo`).")
         return
-    symbol = st.selectbox("Symbol", names, key="live_symbol")
+    wanted = st.query_params.get("symbol")
+    symbol = st.selectbox("Symbol", names, index=names.index(wanted) if wanted in names else 0)
 
     @st.fragment(run_every=5)
     def refreshing() -> None:
@@ -91,34 +93,32 @@ def pipeline() -> None:
     st.subheader("Freshness (exchange calendar: weekends and holidays are never late)")
     try:
         fresh = queries.freshness(settings)
-        st.dataframe(pd.DataFrame([{"dataset": f.dataset, "latest session": f.latest,
-                                    "sessions behind": f.sessions_behind,
+        st.table(pd.DataFrame([{"dataset": f.dataset, "latest session": f.latest,
+                                    "sessions behind": "" if f.sessions_behind is None else str(f.sessions_behind),
                                     "status": ("no data" if f.latest is None else
                                                "on time" if not f.sessions_behind else "late")}
-                                   for f in fresh]), hide_index=True, use_container_width=True)
+                                   for f in fresh]).set_index("dataset"))
     except NoData as exc:
         st.info(f"{NO_DATA} ({exc})")
-    st.subheader("DAG runs (latest five of each DAG)")
+    st.subheader("DAGs and their latest five runs")
     try:
         runs = queries.dag_runs(settings)
-        st.dataframe(runs, hide_index=True, use_container_width=True) if not runs.empty else \
-            st.info("No DAG runs yet.")
+        st.table(runs.set_index("dag_id")) if not runs.empty else st.info("No DAGs known yet.")
     except NoData:
         st.info("Airflow's run history is not readable yet: run any DAG once (`make demo`).")
     st.subheader("Quarantine by reason")
     reasons = queries.quarantine_reasons(settings)
-    st.dataframe(reasons, hide_index=True, use_container_width=True) if not reasons.empty else \
-        st.info("Nothing quarantined.")
+    st.table(reasons.set_index("dataset")) if not reasons.empty else st.info("Nothing quarantined.")
     st.subheader("Load ledger (warehouse_load; its last task is the consistency check)")
     try:
-        st.dataframe(queries.load_ledger(settings), hide_index=True, use_container_width=True)
+        st.table(queries.load_ledger(settings).set_index("dataset"))
     except NoData as exc:
         st.info(f"{NO_DATA} ({exc})")
 
 
 def main() -> None:
     st.set_page_config(page_title="tickerlake", layout="wide")
-    page = st.navigation([st.Page(market, title="Market", url_path="market", default=True),
+    page = st.navigation([st.Page(market, title="Market", default=True),
                           st.Page(live, title="Live", url_path="live"),
                           st.Page(pipeline, title="Pipeline", url_path="pipeline")])
     page.run()

@@ -76,7 +76,7 @@ def anomalies(settings: Settings, symbol: str, interval: str, start: date, end: 
 class Freshness:
     dataset: str
     latest: date | None
-    sessions_behind: int | None  # None: not a per-session dataset
+    sessions_behind: int | None  # None: no data, or not a per-session dataset
 
 
 def freshness(settings: Settings) -> list[Freshness]:
@@ -88,16 +88,17 @@ def freshness(settings: Settings) -> list[Freshness]:
         UNION ALL SELECT 'bars_intraday (stream)', max(date) FROM warehouse.bars_intraday WHERE origin = 'stream'
         UNION ALL SELECT 'ticks', max(date) FROM warehouse.ticks""")
     out = []
-    for row in frame.itertuples():
-        per_session = not row.dataset.startswith(("ticks", "bars_intraday (stream)"))
-        out.append(Freshness(row.dataset, row.latest, sessions_behind(row.latest) if per_session else None))
+    for dataset, latest in zip(frame["dataset"].tolist(), frame["latest"].tolist()):
+        per_session = not str(dataset).startswith(("ticks", "bars_intraday (stream)"))
+        behind = sessions_behind(latest) if per_session and latest is not None else None
+        out.append(Freshness(str(dataset), latest, behind))
     return out
 
 
 def dag_runs(settings: Settings, limit: int = 5) -> pd.DataFrame:
     """The last runs of each DAG, from Airflow's metadata database (its analyst view)."""
     return _frame(settings, """
-        SELECT dag_id, run_id, run_type, state, logical_date, start_date, end_date FROM (
+        SELECT dag_id, is_paused, run_id, run_type, state, logical_date, start_date, end_date FROM (
             SELECT *, row_number() OVER (PARTITION BY dag_id ORDER BY start_date DESC NULLS LAST) AS n
             FROM public.tickerlake_dag_runs) r
         WHERE n <= %s ORDER BY dag_id, start_date DESC NULLS LAST""", (limit,),
@@ -150,7 +151,7 @@ def live_bars(settings: Settings, symbol: str, limit: int = 120) -> pd.DataFrame
         return pd.DataFrame()
     today = datetime.now(UTC).date().isoformat()
     frame = catalog.load_table(Table.LIVE_BARS_1M.value).scan(
-        row_filter=And(EqualTo("symbol", symbol), EqualTo("date", today))).to_pandas()
+        row_filter=And(EqualTo("symbol", symbol), EqualTo("date", today))).to_pandas()  # type: ignore[call-arg,arg-type]
     return frame.sort_values("window_start").tail(limit) if len(frame) else frame
 
 

@@ -51,7 +51,7 @@ def latest_bar_anomalies(settings: Settings, interval: str, start: date, end: da
     from tickerlake.core.iceberg import iceberg_catalog
 
     catalog = iceberg_catalog(settings)
-    window = And(GreaterThanOrEqual("date", start.isoformat()), LessThan("date", end.isoformat()))
+    window = And(GreaterThanOrEqual("date", start.isoformat()), LessThan("date", end.isoformat()))  # type: ignore[call-arg,arg-type]
     bars = catalog.load_table(Table.bars(interval).value).scan(
         row_filter=window, selected_fields=("symbol", "timestamp")).to_arrow()
     if bars.num_rows == 0:
@@ -59,7 +59,7 @@ def latest_bar_anomalies(settings: Settings, interval: str, start: date, end: da
     latest = bars.group_by("symbol").aggregate([("timestamp", "max")]).to_pylist()
     newest = {row["symbol"]: row["timestamp_max"] for row in latest}
     found = catalog.load_table(Table.ANOMALIES.value).scan(
-        row_filter=And(EqualTo("interval", interval), window)).to_arrow().to_pylist()
+        row_filter=And(EqualTo("interval", interval), window)).to_arrow().to_pylist()  # type: ignore[call-arg,arg-type]
     by_bar: dict[tuple[str, datetime], list[dict]] = {}
     for row in found:
         if newest.get(row["symbol"]) == row["timestamp"]:

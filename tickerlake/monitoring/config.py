@@ -29,6 +29,8 @@ class Targets:
     pushgateway: str
     alertmanager: str
     prometheus: str
+    # prom/statsd-exporter in compose; locally the exporter itself receives Airflow's StatsD
+    statsd_exporter: str | None = None
 
     @classmethod
     def local(cls, m: MonitoringSettings) -> Targets:
@@ -37,7 +39,8 @@ class Targets:
 
     @classmethod
     def compose(cls) -> Targets:
-        return cls("tickerlake-exporter:9108", "pushgateway:9091", "alertmanager:9093", "prometheus:9090")
+        return cls("tickerlake-exporter:9108", "pushgateway:9091", "alertmanager:9093", "prometheus:9090",
+                   "statsd-exporter:9102")
 
 
 def rules(m: MonitoringSettings) -> dict[str, Any]:
@@ -63,7 +66,8 @@ def rules(m: MonitoringSettings) -> dict[str, Any]:
          "for": "6h", "labels": {"severity": "warning"},
          "annotations": {"summary": "{{ $labels.table }} is {{ $value }} closed session(s) behind"}},
         {"alert": "TickerlakeQuarantineSpike",
-         "expr": ("(increase(tickerlake_stream_malformed[10m]) + increase(tickerlake_stream_late[10m]) > 100)"
+         "expr": ("(increase(tickerlake_stream_malformed_total[10m])"
+                  " + increase(tickerlake_stream_late_total[10m]) > 100)"
                   " or (tickerlake_batch_quarantined_rows / clamp_min(tickerlake_batch_rows, 1) > 0.01)"),
          "for": "0s", "labels": {"severity": "warning"},
          "annotations": {"summary": "many records quarantined ({{ $labels.job }}): see the quarantine's reasons"}},
@@ -79,6 +83,8 @@ def rules(m: MonitoringSettings) -> dict[str, Any]:
 
 def prometheus(m: MonitoringSettings, targets: Targets) -> dict[str, Any]:
     interval = f"{m.scrape_seconds}s"
+    airflow = ([{"job_name": "airflow", "static_configs": [{"targets": [targets.statsd_exporter]}]}]
+               if targets.statsd_exporter else [])
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "rule_files": ["alert_rules.yml"],
@@ -90,6 +96,7 @@ def prometheus(m: MonitoringSettings, targets: Targets) -> dict[str, Any]:
              "static_configs": [{"targets": [targets.pushgateway]}]},
             {"job_name": "alertmanager", "static_configs": [{"targets": [targets.alertmanager]}]},
             {"job_name": "prometheus", "static_configs": [{"targets": [targets.prometheus]}]},
+            *airflow,
         ],
     }
 

@@ -120,7 +120,7 @@ class LakeCollector(Collector):
             snapshot = catalog.load_table(table.value).current_snapshot()
             if snapshot is None:
                 continue
-            summary = snapshot.summary or {}
+            summary: dict = dict(snapshot.summary or {})
             committed.add_metric([table.value], snapshot.timestamp_ms / 1000.0)
             rows.add_metric([table.value], float(summary.get("total-records") or 0))
             files.add_metric([table.value], float(summary.get("total-data-files") or 0))
@@ -150,7 +150,7 @@ def latest_session(catalog, table: Table) -> date | None:
     return max(found) if found else None
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, host: str = LOOPBACK) -> None:
     from prometheus_client import CollectorRegistry, start_http_server
 
     from tickerlake.monitoring.statsd import StatsdCollector
@@ -159,20 +159,23 @@ def serve(settings: Settings) -> None:
     registry.register(LakeCollector(settings))
     statsd = StatsdCollector()
     registry.register(statsd)
-    statsd.serve(LOOPBACK, settings.monitoring.statsd_port)
-    start_http_server(settings.monitoring.exporter_port, addr=LOOPBACK, registry=registry)
-    log.info("metrics on http://%s:%d/metrics, StatsD on udp://%s:%d", LOOPBACK,
-             settings.monitoring.exporter_port, LOOPBACK, settings.monitoring.statsd_port)
+    statsd.serve(host, settings.monitoring.statsd_port)
+    start_http_server(settings.monitoring.exporter_port, addr=host, registry=registry)
+    log.info("metrics on http://%s:%d/metrics, StatsD on udp://%s:%d", host,
+             settings.monitoring.exporter_port, host, settings.monitoring.statsd_port)
     while True:
         time.sleep(3600)
 
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="python -m tickerlake.monitoring.exporter",
-                            description="serve tickerlake's metrics for Prometheus").parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m tickerlake.monitoring.exporter",
+                                     description="serve tickerlake's metrics for Prometheus")
+    parser.add_argument("--host", default=LOOPBACK, help="listen address (compose: 0.0.0.0 inside "
+                                                         "its network; the port is not published)")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    serve(get_settings())
+    serve(get_settings(), args.host)
     return 0
 
 
