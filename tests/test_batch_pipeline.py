@@ -164,7 +164,8 @@ def test_backfill_dag_is_keyed_on_the_data_interval(stack, settings, s3):
     assert {k: s3.head_object(Bucket=Bucket.RAW.value, Key=k)["ETag"] for k in keys} == etags
 
 
-def test_backfill_then_transform_dags_succeed(stack, settings, spark):
+def test_backfill_then_transform_dags_succeed(stack, settings, spark, monitoring):
+    """(With Alertmanager up: the DAG's last task sends the anomaly alerts.)"""
     conf = {"start": "2025-02-10", "end": "2025-02-12", "symbols": ["AAA", "BBB"]}
     code, output = _dags_test(settings, "ohlcv_backfill", "2025-02-12", conf)
     assert code == 0, output[-3000:]

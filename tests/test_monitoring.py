@@ -97,7 +97,8 @@ probe_failing()
 '''
 
 
-def test_a_failing_task_sends_one_notification(stack, settings, webhook, tmp_path):
+def test_a_failing_task_sends_one_notification_and_airflows_metrics_reach_prometheus(monitoring, settings,
+                                                                                     webhook, tmp_path):
     from tickerlake.dev.airflow_local import run_airflow
 
     (tmp_path / "probe_failing.py").write_text(textwrap.dedent(FAILING_DAG))
@@ -108,6 +109,9 @@ def test_a_failing_task_sends_one_notification(stack, settings, webhook, tmp_pat
                        timeout=20)
     assert len(notices) == 1, webhook.received
     assert "this task fails on purpose" in notices[0]["message"]
+    # Airflow's StatsD, through the exporter, scraped by Prometheus
+    airflow = wait_for(lambda: prom_query(settings, '{__name__=~"airflow_.+"}'), timeout=30)
+    assert airflow, "no airflow_* metric in Prometheus"
 
 
 @pytest.mark.spark

@@ -18,25 +18,30 @@ def _stack_cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=180)
 
 
-def test_status_reports_every_service_healthy(stack):
+def _everything(stack, monitoring) -> list:
+    return [*stack, *monitoring.values()]
+
+
+def test_status_reports_every_service_healthy(stack, monitoring):
     done = _stack_cli("status")
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert [ln.split()[:2] for ln in lines] == [["s3", "healthy"], ["kafka", "healthy"],
-                                                 ["postgres", "healthy"]]
+    assert [ln.split()[:2] for ln in lines] == [[s.name, "healthy"] for s in _everything(stack, monitoring)]
 
 
-def test_up_twice_is_harmless(stack):
-    pids = {s.name: s.pid_file.running_pid() for s in stack}
+def test_up_twice_is_harmless(stack, monitoring):
+    everything = _everything(stack, monitoring)
+    pids = {s.name: s.pid_file.running_pid() for s in everything}
     done = _stack_cli("up")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("already running") == 3
-    assert {s.name: s.pid_file.running_pid() for s in stack} == pids
+    assert done.stdout.count("already running") == len(everything) == 8
+    assert {s.name: s.pid_file.running_pid() for s in everything} == pids
 
 
-def test_every_port_listens_on_loopback_only(stack):
-    pids = {str(s.pid_file.running_pid()) for s in stack}
-    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+def test_every_port_listens_on_loopback_only(stack, monitoring):
+    pids = {str(s.pid_file.running_pid()) for s in _everything(stack, monitoring)}
+    listening = "".join(subprocess.run(["ss", flags], capture_output=True, text=True).stdout
+                        for flags in ("-ltnpH", "-lunpH"))  # TCP listeners and UDP (Airflow's StatsD)
     ours = [ln for ln in listening.splitlines() if any(f"pid={pid}," in ln for pid in pids)]
     assert ours, listening
     local_addresses = {ln.split()[3].rsplit(":", 1)[0] for ln in ours}

@@ -87,12 +87,15 @@ def test_the_market_page_draws_the_symbols_candles_and_marks_its_anomalies(brows
 
 def test_the_pipeline_page_lists_every_dag_and_the_quarantine_reasons(browser_page, settings):
     go_to(browser_page, settings, "Pipeline")
-    browser_page.get_by_text("Quarantine by reason").wait_for(timeout=60_000)
-    browser_page.wait_for_selector("table", timeout=60_000)
+    # the page renders top to bottom as its queries return: wait for its last section's table
+    browser_page.get_by_text("Load ledger").wait_for(timeout=60_000)
+    browser_page.wait_for_function("document.querySelectorAll('[data-testid=stMain] table').length >= 4",
+                                   timeout=60_000)
     text = browser_page.inner_text("[data-testid='stMain']")
     missing = [dag for dag in DAG_IDS if dag not in text]
     assert not missing, text[:3000]
-    assert "high < low" in text and "negative volume" in text  # the market data's bad rows
+    quarantine = text.split("Quarantine by reason", 1)[1]
+    assert "high < low" in quarantine and "negative volume" in quarantine, quarantine[:2000]  # the bad rows
     assert "bars_daily" in text and "load ledger" in text.lower()
     screenshot(browser_page, "pipeline")
     assert browser_page.errors == []
@@ -113,5 +116,10 @@ def test_the_dashboards_role_cannot_write(settings):
 
     from tickerlake.core.clients import pg_connect
 
-    with pg_connect(settings.pg, as_analyst=True) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute("INSERT INTO warehouse.dim_symbol (symbol) VALUES ('NOPE')")
+    insert = "INSERT INTO warehouse.dim_symbol (symbol) VALUES ('NOPE')"
+    with pg_connect(settings.pg, as_analyst=True, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):  # the role's sessions are read-only
+            conn.execute(insert)
+        conn.execute("SET default_transaction_read_only = off")  # and without that: no privilege
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(insert)

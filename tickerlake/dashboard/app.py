@@ -103,12 +103,18 @@ def pipeline() -> None:
     st.subheader("DAGs and their latest five runs")
     try:
         runs = queries.dag_runs(settings)
-        st.table(runs.set_index("dag_id")) if not runs.empty else st.info("No DAGs known yet.")
+        if runs.empty:
+            st.info("No DAGs known yet.")
+        else:
+            st.table(runs.set_index("dag_id"))
     except NoData:
         st.info("Airflow's run history is not readable yet: run any DAG once (`make demo`).")
     st.subheader("Quarantine by reason")
     reasons = queries.quarantine_reasons(settings)
-    st.table(reasons.set_index("dataset")) if not reasons.empty else st.info("Nothing quarantined.")
+    if reasons.empty:
+        st.info("Nothing quarantined.")
+    else:
+        st.table(reasons.set_index("dataset"))
     st.subheader("Load ledger (warehouse_load; its last task is the consistency check)")
     try:
         st.table(queries.load_ledger(settings).set_index("dataset"))

@@ -38,6 +38,8 @@ def market_chart(bars: pd.DataFrame, anomalies: pd.DataFrame, title: str) -> go.
         figure.add_trace(go.Bar(x=bars["ts"], y=bars["macd_hist"], name="Histogram"), row=4, col=1)
     figure.update_layout(title=title, height=900 if with_indicators else 600, xaxis_rangeslider_visible=False,
                          margin={"t": 60, "b": 20})
+    if with_indicators:  # daily bars: no empty weekends between the sessions
+        figure.update_xaxes(rangebreaks=[{"bounds": ["sat", "mon"]}])
     return figure
 
 

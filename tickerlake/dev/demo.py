@@ -1,16 +1,19 @@
 """The main job on the embedded local stack: `make demo` (after `make setup`).
 
-1. brings the stack up and initialises it;
+1. brings the stack up (data services, Prometheus, Alertmanager, Pushgateway, exporter, dashboard)
+   and initialises it;
 2. `lake_smoke`: Spark MERGEs into an Iceberg table, read back with pyiceberg;
 3. `ohlcv_backfill` then `ohlcv_transform` (batch lane) for the default symbols: half a year of
-   daily bars (with one bad row of each kind injected, to show the quarantine) and two sessions of
-   one-minute bars, all through `airflow dags test`;
+   daily bars up to the last session closed before today (with one bad row of each kind injected,
+   to show the quarantine) and the last two sessions of one-minute bars, all through
+   `airflow dags test`;
 4. `stream_supervisor` (streaming lane) starts the synthetic producer and the Spark streaming job
    (Spark's Kafka source), the realtime tables fill for a bounded time (shown every 2 s), then it
    stops them and checks that the stream's 1-minute bars equal a batch recompute from the ticks;
 5. `warehouse_load` COPYs the processed and realtime Parquet into the Postgres warehouse (the
    consistency check is its last task);
-6. prints rows per layer, the analyst views' first rows, the anomalies found and where to look.
+6. prints rows per layer, the analyst views' first rows, the anomalies found and where to look
+   (with the dashboard's, Prometheus's and Alertmanager's addresses).
 
 Each step is numbered and long steps print their elapsed time while they run.
 

@@ -435,7 +435,8 @@ class Dashboard(HttpService):
         return [_venv_bin("streamlit"), "run", str(REPO_ROOT / "tickerlake" / "dashboard" / "app.py"),
                 f"--server.address={LOOPBACK}", f"--server.port={self.port}", "--server.headless=true",
                 "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
-                "--global.developmentMode=false"]
+                "--global.developmentMode=false", "--runner.magicEnabled=false",
+                "--client.toolbarMode=viewer"]
 
     def _env(self) -> dict[str, str]:
         from tickerlake.core.settings import REPO_ROOT

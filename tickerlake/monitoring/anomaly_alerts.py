@@ -84,12 +84,21 @@ def _alert(a: BarAnomaly) -> dict:
     }
 
 
+class AlertmanagerUnreachable(RuntimeError):
+    pass
+
+
 def post_alerts(alertmanager_url: str, alerts: list[dict]) -> None:
     request = urllib.request.Request(f"{alertmanager_url}/api/v2/alerts", data=json.dumps(alerts).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        if response.status != 200:
-            raise RuntimeError(f"Alertmanager at {alertmanager_url} answered {response.status}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status = response.status
+    except OSError as exc:  # URLError, refused, timeout: the ledger insert is rolled back
+        raise AlertmanagerUnreachable(f"Alertmanager at {alertmanager_url} (TICKERLAKE_MONITORING_ALERTMANAGER_URL) "
+                                      f"did not take the alerts: {exc}; they are sent on the task's retry") from None
+    if status != 200:
+        raise AlertmanagerUnreachable(f"Alertmanager at {alertmanager_url} answered {status}")
 
 
 def alert_new_anomalies(settings: Settings, interval: str, start: date, end: date) -> list[BarAnomaly]:
