@@ -75,6 +75,22 @@ def test_an_injected_anomaly_alerts_once_and_a_rerun_of_the_interval_none(monito
     assert len(webhook.alerts("TickerlakeAnomaly")) == 1
 
 
+def test_the_exporter_reports_each_tables_snapshot_and_freshness_on_the_calendar(monitoring, market_data,
+                                                                                settings):
+    from tickerlake.core.iceberg import iceberg_catalog
+    from tickerlake.core.market import sessions_behind
+    from tickerlake.core.names import Table
+    from tickerlake.monitoring.exporter import latest_session
+
+    rows = wait_for(lambda: prom_query(settings, 'tickerlake_table_rows{table="processed.bars_1d"} > 0'),
+                    timeout=30)
+    assert rows, prom_query(settings, "tickerlake_table_rows")
+    behind = prom_query(settings, 'tickerlake_dataset_sessions_behind{table="processed.bars_1d"}')
+    latest = latest_session(iceberg_catalog(settings), Table.BARS_1D)
+    assert latest is not None and latest >= market_data["last"]
+    assert behind and float(behind[0]["value"][1]) == sessions_behind(latest) > 0  # old data: late
+
+
 FAILING_DAG = '''
 """A DAG whose only task fails (the notification test's probe)."""
 import pendulum

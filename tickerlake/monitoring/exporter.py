@@ -135,14 +135,18 @@ class LakeCollector(Collector):
                                    "closed exchange sessions missing after the table's latest one",
                                    labels=["table"])
         for table in FRESHNESS_TABLES:
-            if catalog.table_exists(table.value):
-                behind.add_metric([table.value], sessions_behind(latest_session(catalog, table)))
+            latest = latest_session(catalog, table) if catalog.table_exists(table.value) else None
+            if latest is not None:  # an empty table has no freshness yet (and no target missed)
+                behind.add_metric([table.value], sessions_behind(latest))
         yield behind
 
 
 def latest_session(catalog, table: Table) -> date | None:
     """The latest `date` partition of a table, from its partition statistics (no data scan)."""
-    partitions = catalog.load_table(table.value).inspect.partitions()
+    loaded = catalog.load_table(table.value)
+    if loaded.current_snapshot() is None:
+        return None
+    partitions = loaded.inspect.partitions()
     if partitions.num_rows == 0:
         return None
     days = [p.get("date") for p in partitions.column("partition").to_pylist()]
