@@ -397,7 +397,16 @@ class Pushgateway(HttpService):
                 f"--persistence.file={self.data_dir / 'metrics.db'}"]
 
 
-class Exporter(HttpService):
+class PythonHttpService(HttpService):
+    """One of this project's own Python servers (run from the repository)."""
+
+    def _env(self) -> dict[str, str]:
+        from tickerlake.core.settings import REPO_ROOT
+
+        return {"PYTHONPATH": str(REPO_ROOT)}
+
+
+class Exporter(PythonHttpService):
     """tickerlake's exporter (tickerlake/monitoring/exporter.py), with Airflow's StatsD listener."""
 
     name = "exporter"
@@ -411,13 +420,8 @@ class Exporter(HttpService):
     def _command(self) -> list[str]:
         return [sys.executable, "-m", "tickerlake.monitoring.exporter"]
 
-    def _env(self) -> dict[str, str]:
-        from tickerlake.core.settings import REPO_ROOT
 
-        return {"PYTHONPATH": str(REPO_ROOT)}
-
-
-class Dashboard(HttpService):
+class Dashboard(PythonHttpService):
     """The Streamlit dashboard (tickerlake/dashboard/), read-only as the analyst role."""
 
     name = "dashboard"
@@ -437,11 +441,6 @@ class Dashboard(HttpService):
                 "--browser.gatherUsageStats=false", "--server.fileWatcherType=none",
                 "--global.developmentMode=false", "--runner.magicEnabled=false",
                 "--client.toolbarMode=viewer"]
-
-    def _env(self) -> dict[str, str]:
-        from tickerlake.core.settings import REPO_ROOT
-
-        return {"PYTHONPATH": str(REPO_ROOT)}
 
 
 def services(settings: Settings) -> list[Service]:
