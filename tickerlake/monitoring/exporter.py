@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Iterator
 from datetime import date
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -120,7 +121,7 @@ class LakeCollector(Collector):
             snapshot = catalog.load_table(table.value).current_snapshot()
             if snapshot is None:
                 continue
-            summary: dict = dict(snapshot.summary or {})
+            summary: Any = snapshot.summary or {}  # pyiceberg's Summary: .get, not a dict
             committed.add_metric([table.value], snapshot.timestamp_ms / 1000.0)
             rows.add_metric([table.value], float(summary.get("total-records") or 0))
             files.add_metric([table.value], float(summary.get("total-data-files") or 0))
