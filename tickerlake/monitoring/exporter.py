@@ -176,8 +176,8 @@ def serve(settings: Settings, host: str = LOOPBACK) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tickerlake.monitoring.exporter",
                                      description="serve tickerlake's metrics for Prometheus")
-    parser.add_argument("--host", default=LOOPBACK, help="listen address (compose: 0.0.0.0 inside "
-                                                         "its network; the port is not published)")
+    parser.add_argument("--host", default=LOOPBACK, help="listen address (compose: every interface of its "
+                                                         "container; the port is not published)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     serve(get_settings(), args.host)
