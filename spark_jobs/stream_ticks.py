@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -40,9 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 from tickerlake.core.datasets import LIVE_BARS, QUARANTINE_TICKS, TICK_EVENT, TICKS
 from tickerlake.core.errors import one_line_errors
+from tickerlake.core.lease import Lease, LeaseLost
 from tickerlake.core.names import ARCHIVE_TICKS_PREFIX, Bucket, Table, Topic
 from tickerlake.core.settings import Settings, checkpoint_root, get_settings
-from tickerlake.core.stream_progress import PROGRESS_KEY
+from tickerlake.core.stream_progress import PROGRESS_KEY, STREAM_JOB
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -51,7 +53,13 @@ if TYPE_CHECKING:
 EVENT_SCHEMA = TICK_EVENT.spark_ddl(as_text=True)
 MARKER = "tickerlake.batch"  # snapshot property: "<query id>:<batch id>"
 MAX_EVENT_TIME = "tickerlake.max-event-time"  # snapshot property: latest event time so far (µs)
+LEASE_TOKEN = "tickerlake.lease-token"  # snapshot property: the writer's fencing token
 BARS_5M_MINUTES = 5
+# Exchange symbols as the sources spell them (AAPL, BRK.B, ^GSPC, EURUSD=X, BTC-USD): this is also
+# what keeps a hostile string out of every table and query downstream.
+SYMBOL_PATTERN = r"^[A-Z0-9^][A-Z0-9.^=\-]{0,19}$"
+MAX_ID_LENGTH = 128
+EARLIEST_EVENT_TIME = "1980-01-01"  # a replayed tape may be old; an event from before this is not
 
 
 def read_topic(spark, settings: Settings):
@@ -69,8 +77,9 @@ def read_topic(spark, settings: Settings):
                       F.col("value"))
 
 
-def parse(records):
-    """Typed event columns plus `reason` (NULL when the event is well formed)."""
+def parse(records, max_future_seconds: int = 300):
+    """Typed event columns plus `reason` (NULL when the event is well formed). The first rule
+    that matches is the reason; a NULL condition (a missing bid) matches nothing."""
     from pyspark.sql import functions as F
 
     text = F.col("value").cast("string")
@@ -91,9 +100,19 @@ def parse(records):
         (F.col("event_id").isNull(), "missing event_id"),
         (F.col("event_time").isNull(), "missing or unparsable event_time"),
         (F.col("symbol").isNull(), "missing symbol"),
-        (F.col("price").isNull() | F.isnan("price"), "missing or unparsable price"),
+        (F.col("event_time") > F.col("kafka_timestamp") + F.expr(f"INTERVAL {max_future_seconds} SECONDS"),
+         f"event_time more than {max_future_seconds}s after the broker received it"),
+        (F.col("event_time") < F.lit(EARLIEST_EVENT_TIME).cast("timestamp"),
+         f"event_time before {EARLIEST_EVENT_TIME}"),
+        (~F.col("symbol").rlike(SYMBOL_PATTERN), "invalid symbol"),
+        (F.length("event_id") > MAX_ID_LENGTH, f"event_id longer than {MAX_ID_LENGTH} characters"),
+        (F.col("source").isNull(), "missing source"),
+        (F.length("source") > MAX_ID_LENGTH, f"source longer than {MAX_ID_LENGTH} characters"),
+        (F.col("price").isNull() | F.isnan("price") | (F.abs("price") == float("inf")), "missing or unparsable price"),
         (F.col("price") <= 0, "non-positive price"),
         (F.col("size").isNull() | (F.col("size") < 0), "missing or negative size"),
+        (F.isnan("bid") | F.isnan("ask") | (F.abs("bid") == float("inf")) | (F.abs("ask") == float("inf")),
+         "unparsable bid or ask"),
     ]
     reason = F.lit(None).cast("string")
     for condition, message in reversed(rules):
@@ -188,6 +207,7 @@ class Counters:
     # {stage: seconds}, [send-to-commit latency at LATENCY_QUANTILES]] (event time = send time).
     recent_batches: list[list[Any]] = field(default_factory=list)
     recent_bar_batches: list[list[Any]] = field(default_factory=list)
+    steps: int = 0  # stages of the writers finished (part of the activity the stall rule reads)
 
     def batch_done(self, batch_id: int, rows: int, seconds: float, stages: dict[str, float],
                    latencies: list[float]) -> None:
@@ -208,6 +228,7 @@ class TicksWriter:
     tables: dict[Table, str]
     counters: Counters = field(default_factory=Counters)
     query_id: str = ""
+    lease: Lease | None = None
 
     def catalog(self):
         return shared_catalog(self.settings)  # one SQLAlchemy engine for the job's life
@@ -225,6 +246,7 @@ class TicksWriter:
             now = time.perf_counter()
             stages[stage] = stages.get(stage, 0.0) + now - clock[0]
             clock[0] = now
+            self.counters.steps += 1
 
         catalog = self.catalog()
         ticks_table = catalog.load_table(str(Table.TICKS))
@@ -236,7 +258,12 @@ class TicksWriter:
             if not self._archived(batch_id):
                 self._archive(batch, batch_id)
             return
-        previous_max = int(latest_summary(ticks_table).get(MAX_EVENT_TIME, -1))
+        latest = latest_summary(ticks_table)
+        previous_max = int(latest.get(MAX_EVENT_TIME, -1))
+        token = self.lease.token if self.lease is not None else None
+        if token is not None and int(latest.get(LEASE_TOKEN, 0)) > token:
+            raise LeaseLost(f"realtime.ticks was committed under lease token {latest[LEASE_TOKEN]}, "
+                            f"newer than this job's {token}: a newer holder runs; stopping")
         lap("catalog")
         delay_us = self.settings.stream.watermark_seconds * 1_000_000
         watermark_us = previous_max - delay_us if previous_max >= 0 else None
@@ -258,6 +285,10 @@ class TicksWriter:
                 return
             bad = stats["rows"] - stats["good"]
             properties = {MARKER: marker}
+            if token is not None:
+                properties[LEASE_TOKEN] = str(token)
+            if self.lease is not None:
+                self.lease.fence()  # still the holder, renewed right before the commits
 
             def quarantine() -> None:
                 table = catalog.load_table(str(Table.QUARANTINE_TICKS))
@@ -368,6 +399,7 @@ class BarsWriter:
 
     settings: Settings
     counters: Counters
+    lease: Lease | None = None
 
     def __call__(self, changed, batch_id: int) -> None:
         import pyarrow as pa
@@ -377,6 +409,8 @@ class BarsWriter:
         rows = changed.collect()
         if not rows:
             return
+        if self.lease is not None:
+            self.lease.fence()
         catalog = shared_catalog(self.settings)
         schema = LIVE_BARS.arrow_schema()
         minutes = pa.Table.from_pylist([r.asDict() for r in rows], schema=schema)
@@ -411,10 +445,31 @@ class BarsWriter:
         del self.counters.recent_bar_batches[:-100]
 
 
-def write_progress(s3, queries, counters: Counters) -> None:
+@dataclass
+class Activity:
+    """A number that grows while a micro-batch makes progress: the Spark tasks completed (the
+    status tracker's active stages; a finished stage's count is kept) plus the writers' finished
+    steps. The supervisor tells a slow batch (it grows) from a stuck one (it does not)."""
+
+    finished: int = 0
+    live: dict[int, int] = field(default_factory=dict)
+
+    def sample(self, spark, counters: Counters) -> int:
+        tracker = spark.sparkContext.statusTracker()
+        active = set(tracker.getActiveStageIds())
+        for stage in [s for s in self.live if s not in active]:
+            self.finished += self.live.pop(stage)
+        for stage in active:
+            info = tracker.getStageInfo(stage)
+            if info is not None:
+                self.live[stage] = info.numCompletedTasks
+        return self.finished + sum(self.live.values()) + counters.steps
+
+
+def write_progress(s3, queries, counters: Counters, activity: int | None = None) -> None:
     progress: dict[str, Any] = {q.name: q.lastProgress for q in queries}
     body = json.dumps({"written_at": time.time(), "source": "kafka", "queries": progress,
-                       "counters": counters.__dict__}, default=str)
+                       "activity": activity, "counters": counters.__dict__}, default=str)
     s3.put_object(Bucket=Bucket.REALTIME.value, Key=PROGRESS_KEY, Body=body.encode())
 
 
@@ -424,14 +479,14 @@ def _trigger(settings: Settings, available_now: bool) -> dict[str, Any]:
 
 
 def start_ticks(spark, settings: Settings, tables: dict[Table, str], counters: Counters, *,
-                available_now: bool = False):
+                available_now: bool = False, lease: Lease | None = None):
     """The query that reads the topic (see the module docstring)."""
     checkpoints = checkpoint_root(settings)
     trigger = _trigger(settings, available_now)
-    events = parse(read_topic(spark, settings))
+    events = parse(read_topic(spark, settings), settings.stream.max_future_seconds)
     deduped = (events.withWatermark("kafka_timestamp", f"{settings.stream.dedup_seconds} seconds")
                .dropDuplicatesWithinWatermark(["dedup_key"]))
-    writer = TicksWriter(settings, tables, counters)
+    writer = TicksWriter(settings, tables, counters, lease=lease)
     query = (deduped.writeStream.queryName("ticks").foreachBatch(writer)
              .option("checkpointLocation", f"{checkpoints}/ticks").trigger(**trigger).start())
     writer.query_id = str(query.id)  # stable across restarts from the same checkpoint
@@ -439,7 +494,7 @@ def start_ticks(spark, settings: Settings, tables: dict[Table, str], counters: C
 
 
 def start_bars(spark, settings: Settings, tables: dict[Table, str], counters: Counters, *,
-               available_now: bool = False):
+               available_now: bool = False, lease: Lease | None = None):
     """The query that keeps the bars (see the module docstring)."""
     checkpoints = checkpoint_root(settings)
     trigger = {"availableNow": True} if available_now else \
@@ -450,16 +505,16 @@ def start_bars(spark, settings: Settings, tables: dict[Table, str], counters: Co
                     .load(tables[Table.TICKS]))
     return (minute_bars(ticks_stream, settings.stream.watermark_seconds)
             .writeStream.queryName("bars").outputMode("update")
-            .foreachBatch(BarsWriter(settings, counters))
+            .foreachBatch(BarsWriter(settings, counters, lease))
             .option("checkpointLocation", f"{checkpoints}/bars").trigger(**trigger).start())
 
 
-def run_available_now(spark, settings: Settings, s3) -> Counters:
+def run_available_now(spark, settings: Settings, s3, lease: Lease | None = None) -> Counters:
     """Catch up with the topic, then stop: the ticks first, then the bars of every tick in."""
     tables, counters = ensure_tables(spark, settings), Counters()
-    queries = [start_ticks(spark, settings, tables, counters, available_now=True)]
+    queries = [start_ticks(spark, settings, tables, counters, available_now=True, lease=lease)]
     queries[0].awaitTermination()
-    queries.append(start_bars(spark, settings, tables, counters, available_now=True))
+    queries.append(start_bars(spark, settings, tables, counters, available_now=True, lease=lease))
     queries[1].awaitTermination()
     write_progress(s3, queries, counters)
     for query in queries:
@@ -470,7 +525,8 @@ def run_available_now(spark, settings: Settings, s3) -> Counters:
 
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
-    from tickerlake.core.clients import s3_client
+    from concurrent.futures import ThreadPoolExecutor
+
     from tickerlake.core.spark import build_spark_session, require_kafka_connector, streaming_conf
 
     parser = argparse.ArgumentParser(prog="stream_ticks")
@@ -481,34 +537,55 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     require_kafka_connector(settings)
     warm_catalog(settings)
-    spark = build_spark_session("tickerlake-stream-ticks", settings, streaming_conf(settings))
+    lease = Lease(settings, STREAM_JOB, settings.stream.lease_seconds, on_lost=_lost_lease)
+    # Wait for a killed holder's lease to expire while the Spark session starts; nothing is
+    # written before it is ours.
+    with ThreadPoolExecutor(1, thread_name_prefix="tickerlake-lease") as pool:
+        taking = pool.submit(lease.acquire, settings.stream.lease_seconds + 5)
+        spark = build_spark_session("tickerlake-stream-ticks", settings, streaming_conf(settings))
+        token = taking.result()
+    try:
+        return _run(spark, settings, lease, token, args)
+    finally:
+        lease.release()
+
+
+def _lost_lease(reason: str) -> None:
+    """A holder whose lease is gone must stop writing at once: exit, do not finish the batch."""
+    print(f"stream_ticks: error: {reason}", file=sys.stderr, flush=True)
+    os._exit(75)
+
+
+def _run(spark, settings: Settings, lease: Lease, token: int, args) -> int:
+    from tickerlake.core.clients import s3_client
+
     s3 = s3_client(settings.s3)
     stopping: list[bool] = []
     # SIGTERM (the supervisor's clean stop): finish the loop, stop the queries, exit 0.
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    print("stream_ticks: reading the ticks topic with Spark's Kafka source", flush=True)
+    print(f"stream_ticks: reading the ticks topic with Spark's Kafka source (lease token {token})", flush=True)
     if args.available_now:
         try:
-            counters = run_available_now(spark, settings, s3)
+            counters = run_available_now(spark, settings, s3, lease)
         finally:
             spark.stop()
         print("stream_ticks: caught up " + json.dumps(counters.__dict__), flush=True)
         return 0
     tables, counters = ensure_tables(spark, settings), Counters()
-    queries = [start_ticks(spark, settings, tables, counters)]
+    queries = [start_ticks(spark, settings, tables, counters, lease=lease)]
     # The bars query starts once the ticks query's first micro-batch is in: on two cores their
     # first batches (plan compilation, state stores, writers) would otherwise slow each other down.
     deadline = time.monotonic() + 120
     while queries[0].isActive and queries[0].lastProgress is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    queries.append(start_bars(spark, settings, tables, counters))
-    started = time.monotonic()
+    queries.append(start_bars(spark, settings, tables, counters, lease=lease))
+    started, activity = time.monotonic(), Activity()
     try:
         while not stopping and any(q.isActive for q in queries):
             for q in queries:
                 if q.exception() is not None:
                     raise q.exception()
-            write_progress(s3, queries, counters)
+            write_progress(s3, queries, counters, activity.sample(spark, counters))
             if args.run_for is not None and time.monotonic() - started >= args.run_for:
                 break
             time.sleep(min(1.0, settings.stream.trigger_seconds))

@@ -66,7 +66,9 @@ def stack(webhook):
                         "TICKERLAKE_MONITORING_WEBHOOK_URL": webhook.url,
                         "TICKERLAKE_MONITORING_STALL_SECONDS": "15",
                         "TICKERLAKE_MONITORING_ALERT_FOR_SECONDS": "3",
-                        "TICKERLAKE_MONITORING_SCRAPE_SECONDS": "1"}) as started:
+                        "TICKERLAKE_MONITORING_SCRAPE_SECONDS": "1",
+                        # a killed job's lease frees sooner (production: 30 s)
+                        "TICKERLAKE_STREAM_LEASE_SECONDS": "8"}) as started:
         yield started
 
 
@@ -140,3 +142,8 @@ def market_data(stack, settings, spark, s3):
     ensure_databases(settings.pg)
     load(settings, ["bars_daily", "anomalies"])
     return {"start": start, "end": end, "last": last, "summary": summary}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `after_all` (the secret scan of every log) run last, whatever their file."""
+    items.sort(key=lambda item: item.get_closest_marker("after_all") is not None)

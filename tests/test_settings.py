@@ -12,6 +12,7 @@ from tickerlake.core.settings import REPO_ROOT, load_settings
 REQUIRED = {
     "TICKERLAKE_S3_ACCESS_KEY_ID": "tickerlake",
     "TICKERLAKE_S3_SECRET_ACCESS_KEY": "s3-secret-value",
+    "TICKERLAKE_S3_CONSOLE_PASSWORD": "console-secret-value",
     "TICKERLAKE_PG_PASSWORD": "pg-secret-value",
     "TICKERLAKE_PG_ANALYST_PASSWORD": "analyst-secret-value",
     "TICKERLAKE_PG_LOADER_PASSWORD": "loader-secret-value",

@@ -44,9 +44,9 @@ def produce(settings, count: int, resend_every: int = 0, **options) -> list[dict
     return out
 
 
-def stream(*args: str) -> subprocess.Popen:
+def stream(*args: str, max_offsets: int = 500) -> subprocess.Popen:
     env = {**os.environ, "TICKERLAKE_STREAM_TRIGGER_SECONDS": "1",
-           "TICKERLAKE_STREAM_MAX_OFFSETS_PER_TRIGGER": "500"}
+           "TICKERLAKE_STREAM_MAX_OFFSETS_PER_TRIGGER": str(max_offsets)}
     return subprocess.Popen([sys.executable, "-m", "spark_jobs.stream_ticks", *args], cwd=REPO_ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -144,3 +144,42 @@ def test_minute_bars_from_a_batch_of_ticks(spark):
     [bar] = minute_bars(ticks, 60).collect()
     assert (bar.open, bar.high, bar.low, bar.close, bar.volume, bar.trades) == (10.0, 12.0, 10.0, 11.0, 10, 3)
     assert bar.vwap == pytest.approx((10 * 5 + 12 + 11 * 4) / 10)
+
+
+def test_ten_thousand_malformed_records_are_each_quarantined_with_a_reason(stack, settings, spark):
+    """Fuzz: every kind of tests/fuzz_inputs.MALFORMED in turn, then well-formed events with unknown
+    fields (kept: a newer producer) and re-sends of some of them (kept once)."""
+    from tests.fuzz_inputs import malformed_ticks, tolerated_ticks
+    from tickerlake.core.stream_progress import kafka_lag
+
+    ends = kafka_lag(settings, {})  # the topic's end offsets before: what follows is this test's
+    bad = malformed_ticks(10_000, seed=7)
+    good = tolerated_ticks(300)
+    producer = kafka_producer(settings.kafka)
+    publish([record for _, record in bad], producer)  # one key: one partition, offsets in order
+    publish([(e["symbol"].encode(), json.dumps(e).encode()) for e in good + good[:50]], producer)
+    producer.close()
+
+    job = stream("--available-now", max_offsets=5000)
+    out, _ = job.communicate(timeout=900)
+    assert job.returncode == 0, out[-3000:]
+
+    catalog = settings.iceberg.catalog
+    ours = " OR ".join(f"(kafka_partition = {p} AND kafka_offset >= {o})" for p, o in ends.items())
+    quarantine = spark.table(f"{catalog}.realtime.quarantine_ticks").where(ours).toPandas()
+    assert len(quarantine) == len(bad) and quarantine["reason"].notna().all()
+    partition = int(quarantine["kafka_partition"].mode()[0])
+    assert (quarantine["kafka_partition"] == partition).all()
+    kinds = {ends[partition] + i: kind for i, (kind, _) in enumerate(bad)}
+    reasons: dict[str, set[str]] = {}
+    for offset, reason in zip(quarantine["kafka_offset"], quarantine["reason"]):
+        reasons.setdefault(kinds[int(offset)], set()).add(reason)
+    assert set(reasons) == {kind for kind, _ in bad}  # every kind, every record
+    assert reasons["far-future time"] == {"event_time more than 300s after the broker received it"}
+    assert reasons["far-past time"] == {"event_time before 1980-01-01"}
+    assert reasons["huge symbol"] == reasons["symbol with SQL"] == {"invalid symbol"}
+    # a bare Infinity/NaN token is not JSON; the string "Infinity" parses to an infinite price
+    assert reasons["infinite price"] <= {"missing or unparsable price", "not JSON"}
+
+    ticks = spark.table(f"{catalog}.realtime.ticks").where(ours).select("event_id").collect()
+    assert sorted(r.event_id for r in ticks) == sorted(e["event_id"] for e in good)  # kept, once each

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from datetime import UTC, datetime
 
 import pytest
 
+from tickerlake.core.lease import current_lease
+from tickerlake.core.stream_progress import STREAM_JOB
 from tickerlake.streaming.supervisor import (
     LOCK_KEY,
     PRODUCER,
@@ -15,6 +19,8 @@ from tickerlake.streaming.supervisor import (
     SupervisorBusy,
     is_stalled,
     running,
+    stall_verdict,
+    stop_all,
     supervise,
 )
 
@@ -41,6 +47,23 @@ def test_stall_is_no_new_batch_while_records_wait(settings, tmp_path):
     assert not is_stalled(settings, fresh, waiting=0, stall_seconds=60)  # idle, nothing waiting: fine
     silent = {**fresh, "written_at": time.time() - 300}
     assert is_stalled(settings, silent, waiting=0, stall_seconds=60)  # the driver stopped reporting
+
+
+def test_a_slow_batch_that_progresses_is_not_a_stall(settings):
+    state = settings.stack.state_dir / "stream" / "last_progress.json"
+    state.unlink(missing_ok=True)
+    working = {"written_at": time.time(), "queries": {"ticks": {"batchId": 9}}, "activity": 100}
+    assert stall_verdict(settings, working, waiting=500, stall_seconds=60)[0] is False
+    # the same batch for two minutes while records wait, but tasks kept completing
+    state.write_text(json.dumps({"batch": 9, "since": time.time() - 120,
+                                 "activity": 100, "activity_since": time.time() - 120}))
+    stalled, evidence = stall_verdict(settings, {**working, "activity": 140}, waiting=500, stall_seconds=60)
+    assert not stalled and evidence.startswith("slow but progressing: batch 9 for 120s")
+    # the activity stopped moving too: stuck
+    state.write_text(json.dumps({"batch": 9, "since": time.time() - 120,
+                                 "activity": 140, "activity_since": time.time() - 90}))
+    stalled, evidence = stall_verdict(settings, {**working, "activity": 140}, waiting=500, stall_seconds=60)
+    assert stalled and "activity 140 unchanged for 90s, 500 records waiting" in evidence
 
 
 def test_supervised_stream_fills_the_realtime_tables_and_stops_cleanly(stack, settings):
@@ -96,3 +119,49 @@ def test_kafka_mode_lag_reads_the_offsets_spark_reports_in_its_progress():
     as_text = {"queries": {"ticks": {"sources": [{**source, "endOffset": json.dumps(source["endOffset"])}]}}}
     assert kafka_source_positions(as_text) == {0: 534, 1: 134}
     assert kafka_source_positions(None) == {}
+
+
+def _wait_for_holder(settings, pid: int, timeout: float = 180):
+    from tickerlake.streaming.supervisor import _log_path
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = current_lease(settings, STREAM_JOB)
+        if state is not None and state.live and state.holder.split(":")[1] == str(pid):
+            return state
+        time.sleep(0.5)
+    log = _log_path(settings, STREAM)
+    raise AssertionError(f"pid {pid} never took the lease: {current_lease(settings, STREAM_JOB)}\n"
+                         + (log.read_text()[-3000:] if log.exists() else "(no log)"))
+
+
+def test_a_second_supervisor_starts_no_job_while_the_lease_is_held_and_takes_over_after_expiry(
+        stack, settings, tmp_path):
+    """Two supervisors with their own state directories (two hosts' PID files), one lease."""
+    other_host = settings.model_copy(update={"stack": settings.stack.model_copy(update={"state_dir": tmp_path})})
+    try:
+        supervise(settings=settings)
+        first_pid = running(settings, STREAM)
+        held = _wait_for_holder(settings, first_pid)
+
+        report = supervise(settings=other_host)
+        assert report[STREAM.name].startswith(f"held elsewhere by {held.holder}"), report
+        assert running(other_host, STREAM) is None
+
+        os.killpg(first_pid, signal.SIGKILL)  # the holder's driver and JVM, mid-run
+        deadline = time.monotonic() + 30
+        while running(settings, STREAM) is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        last_renewal = current_lease(settings, STREAM_JOB).renewed_at
+
+        report = supervise(settings=other_host)
+        assert report[STREAM.name].startswith("started"), report
+        taken = _wait_for_holder(settings, running(other_host, STREAM))
+        assert taken.token == held.token + 1
+        # not before the dead holder's lease expired (the database's clock on both sides)
+        assert (taken.acquired_at - last_renewal).total_seconds() >= settings.stream.lease_seconds
+        # and the first host, whose job is gone, now sees the second host's
+        assert supervise(settings=settings)[STREAM.name].startswith(f"held elsewhere by {taken.holder}")
+    finally:
+        stop_all(other_host)
+        stop_all(settings)

@@ -116,6 +116,8 @@ def iceberg_catalog(settings: Settings | None = None) -> "SqlCatalog":
         settings.iceberg.catalog,
         uri=pg.sqlalchemy_url(driver="psycopg"),
         warehouse=Bucket.PROCESSED.s3a("iceberg"),
+        # a pooled connection is checked before use: a long-running job survives a Postgres restart
+        pool_pre_ping="true",
         **{
             "s3.endpoint": s3.endpoint_url,
             "s3.access-key-id": s3.access_key_id,

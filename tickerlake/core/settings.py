@@ -55,6 +55,10 @@ class S3Settings(BaseSettings):
     secret_access_key: SecretStr = Field(min_length=8)
     region: str = "us-east-1"
     console_url: str = "http://127.0.0.1:8337"
+    # The object store's web console asks for this login (SeaweedFS admin locally, through its
+    # environment, never its command line; MinIO's console in compose uses MinIO's root login).
+    console_user: str = Field(default="admin", min_length=1)
+    console_password: SecretStr = Field(min_length=12)
 
     _check_urls = field_validator("endpoint_url", "console_url")(_http_url)
 
@@ -171,6 +175,12 @@ class IcebergSettings(BaseSettings):
     model_config = _config("ICEBERG")
 
     catalog: str = Field(default="lake", pattern=r"^[a-z_][a-z0-9_]*$")
+    # lake_maintenance: snapshots older than this are expired (time travel reaches this far back;
+    # the newest snapshot the stream's replay check and its bars query need is always kept).
+    snapshot_retention_hours: float = Field(default=24.0, ge=0)
+    # Files no snapshot references are deleted only when older than this: a write in flight has
+    # files that look orphaned until it commits, so it must exceed the longest write.
+    orphan_min_age_hours: float = Field(default=24.0, ge=1)
 
 
 class StreamSettings(BaseSettings):
@@ -183,6 +193,9 @@ class StreamSettings(BaseSettings):
     bars_trigger_seconds: float = Field(default=2.0, gt=0)
     # Events older than (latest event time seen - this) are too late: counted and quarantined.
     watermark_seconds: int = Field(default=600, ge=0)
+    # An event stamped more than this after the broker received it is quarantined: one far-future
+    # event would otherwise move the watermark and make every later event "too late".
+    max_future_seconds: int = Field(default=300, ge=1)
     # A producer's re-send of an event reaches the broker within this of the first copy: the
     # dedup state (RocksDB) keeps event ids this long, by the records' Kafka timestamps.
     dedup_seconds: int = Field(default=120, ge=1)
@@ -195,6 +208,9 @@ class StreamSettings(BaseSettings):
     # checkpoint commit is a copy per file: measured 1.1 s of every micro-batch here). Any Hadoop
     # URI works, s3a://realtime/_checkpoints for one shared across hosts.
     checkpoint_root: str = ""
+    # The job holds a lease in Postgres for its whole life (tickerlake/core/lease.py): a copy on
+    # another host waits until it expires this long after the holder's last renewal.
+    lease_seconds: float = Field(default=30.0, ge=3)
 
 
 class StageKind(StrEnum):

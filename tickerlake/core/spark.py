@@ -67,6 +67,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         f"{prefix}.jdbc.password": pg.password.get_secret_value(),
         # V1 adds the view column; pyiceberg's SqlCatalog reads the same tables.
         f"{prefix}.jdbc.schema-version": "V1",
+        # The pool reconnects on connection-failure states (08xxx); add the states a Postgres
+        # restart gives an idle connection (admin/crash shutdown, cannot connect now), so that a
+        # long-running job's next catalog call reconnects instead of failing.
+        f"{prefix}.retryable_status_codes": "57P01,57P02,57P03",
         f"{prefix}.warehouse": Bucket.PROCESSED.s3a("iceberg"),
         # Streaming foreachBatch writes and batch reads must see each other's commits.
         f"{prefix}.cache-enabled": "false",

@@ -38,6 +38,7 @@ def private_env(state: Path) -> dict[str, str]:
         "TICKERLAKE_S3_CONSOLE_URL": f"http://{LOOPBACK}:{s3_port + 4}",
         "TICKERLAKE_S3_ACCESS_KEY_ID": "tickerlake-private",
         "TICKERLAKE_S3_SECRET_ACCESS_KEY": secrets.token_urlsafe(24),
+        "TICKERLAKE_S3_CONSOLE_PASSWORD": secrets.token_urlsafe(24),
         "TICKERLAKE_KAFKA_BOOTSTRAP_SERVERS": f"{LOOPBACK}:{free_port(LOOPBACK)}",
         "TICKERLAKE_KAFKA_TICKS_PARTITIONS": "3",
         "TICKERLAKE_PG_PORT": str(free_port(LOOPBACK)),

@@ -164,7 +164,11 @@ class S3Server(Service):
         ]
 
     def _env(self) -> dict[str, str]:
-        return {"GOMEMLIMIT": "512MiB"}
+        s3 = self.settings.s3
+        # The console's login through the environment (weed reads WEED_ADMIN_*): a -admin.password
+        # flag would show in `ps` to every user of the machine.
+        return {"GOMEMLIMIT": "512MiB", "WEED_ADMIN_USER": s3.console_user,
+                "WEED_ADMIN_PASSWORD": s3.console_password.get_secret_value()}
 
     def is_healthy(self) -> bool:
         """Read-only: a signed ListBuckets, and the volume server's own status page (after a

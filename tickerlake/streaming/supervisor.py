@@ -4,16 +4,18 @@ each detached and tracked by PID under the state directory.
 The job reads the topic with Spark's Kafka source; its lag is the topic's end offsets minus the
 offsets its last committed micro-batch reached (from the job's progress file).
 
-`supervise()` holds a Postgres advisory lock for the length of one round, so a retry or an
-overlapping round cannot start a second copy of the job at the same time; it starts what is not
-running, restarts a stalled job (no progress for `stall_seconds` while records are waiting), and
-reports lag and rows/s. `stop_all()` stops everything by PID with SIGTERM (the job finishes its
-micro-batch, the sink lands what it holds).
+One job across hosts: the job itself holds a lease in Postgres for its whole life
+(`tickerlake.core.lease`, renewed before every commit, fenced by a token). A round whose host has
+no job of its own starts none while another holder's lease is live ("held elsewhere"); a job
+started next to a dead holder's unexpired lease waits for it to expire. PID files are a local
+detail: which process on this host to watch and stop. `supervise()` also holds a Postgres
+advisory lock for the length of one round, so overlapping rounds do not race each other.
 
-Known limit: the PID files and the stall state are on the local disk of the host that ran the
-round, so the guarantee of one job holds for rounds on one host (one Airflow worker, or the
-LocalExecutor); a round on a second worker host would not see the first host's job. A lease held
-in Postgres for the job's whole life is the planned fix (docs/streaming.md).
+The stall rule (`stall_verdict`) tells a slow batch from a stuck one: the job reports an
+`activity` figure that grows while a batch makes progress (Spark tasks completed, writer steps
+done). A job is restarted only when its driver stopped reporting, or when records wait and
+neither the batch id nor the activity moved for `stall_seconds`; every verdict is logged with its
+evidence. `stop_all()` stops everything by PID with SIGTERM (the job finishes its micro-batch).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -88,20 +91,65 @@ def _stall_state(settings: Settings) -> Path:
     return settings.stack.state_dir / "stream" / "last_progress.json"
 
 
-def is_stalled(settings: Settings, progress: dict | None, waiting: int, stall_seconds: float) -> bool:
-    """No new batch for `stall_seconds` while records wait, or the driver stopped reporting."""
+def stall_verdict(settings: Settings, progress: dict | None, waiting: int,
+                  stall_seconds: float) -> tuple[bool, str]:
+    """(stalled, evidence): the driver stopped reporting, or records wait while neither the batch
+    id nor the job's activity moved for `stall_seconds`. A slow batch that progresses is not."""
     state_path = _stall_state(settings)
     now = time.time()
     batch = ((progress or {}).get("queries", {}).get(TICKS_QUERY) or {}).get("batchId", -1)
-    previous: dict[str, Any] = (json.loads(state_path.read_text()) if state_path.exists()
-                                else {"batch": None, "since": now})
-    if previous["batch"] != batch:
-        previous = {"batch": batch, "since": now}
+    activity = (progress or {}).get("activity")
+    seen: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if seen.get("batch") != batch or "since" not in seen:
+        seen.update(batch=batch, since=now)
+    if seen.get("activity") != activity or "activity_since" not in seen:
+        seen.update(activity=activity, activity_since=now)
     state_path.parent.mkdir(parents=True, exist_ok=True)
-    state_path.write_text(json.dumps(previous))
-    written_at = float((progress or {}).get("written_at") or now)
-    silent = progress is not None and now - written_at > stall_seconds
-    return silent or (waiting > 0 and now - previous["since"] > stall_seconds)
+    state_path.write_text(json.dumps(seen))
+    silent_for = now - float((progress or {}).get("written_at") or now)
+    if progress is not None and silent_for > stall_seconds:
+        return True, f"stuck: the driver has not reported for {silent_for:.0f}s (limit {stall_seconds:g}s)"
+    same_batch = now - seen["since"]
+    # a job that reports no activity figure gives no evidence of progress inside a batch
+    idle = same_batch if activity is None else now - seen["activity_since"]
+    evidence = (f"batch {batch} for {same_batch:.0f}s, activity {activity} unchanged for {idle:.0f}s, "
+                f"{waiting} records waiting (limit {stall_seconds:g}s)")
+    if waiting > 0 and same_batch > stall_seconds and idle > stall_seconds:
+        return True, f"stuck: {evidence}"
+    if waiting > 0 and same_batch > stall_seconds:
+        return False, f"slow but progressing: {evidence}"
+    return False, f"healthy: {evidence}"
+
+
+def is_stalled(settings: Settings, progress: dict | None, waiting: int, stall_seconds: float) -> bool:
+    stalled, evidence = stall_verdict(settings, progress, waiting, stall_seconds)
+    log.info("stall rule: %s", evidence)
+    return stalled
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE  # a zombie writes nothing
+    except psutil.NoSuchProcess:
+        return False
+
+
+def lease_elsewhere(settings: Settings, conn) -> str | None:
+    """Who holds the stream's live lease, when it is not a dead process of this host (whose lease
+    a new job waits out): then this round must not start a job."""
+    from tickerlake.core.lease import ensure_lease_table, lease_state
+
+    ensure_lease_table(conn)
+    state = lease_state(conn, STREAM_JOB)
+    if state is None or not state.live:
+        return None
+    host, _, rest = state.holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+        return None
+    return f"held elsewhere by {state.holder} (lease token {state.token}) until {state.expires_at:%H:%M:%S%z}"
 
 
 def supervise(*, demo_producer: bool = False, stall_seconds: float = 180.0,
@@ -127,11 +175,19 @@ def supervise(*, demo_producer: bool = False, stall_seconds: float = 180.0,
             progress = read_progress(s3)
             # what the job's Kafka source has not committed yet
             lag = kafka_lag(settings, kafka_source_positions(progress))
-            if running(settings, STREAM) is not None and is_stalled(settings, progress, sum(lag.values()),
-                                                                    stall_seconds):
-                stop_proc(settings, STREAM, signal.SIGKILL)  # hung: a graceful stop would hang too
-                report["restarted_stalled_job"] = True
-            report[STREAM.name] = ensure_running(settings, STREAM)
+            if running(settings, STREAM) is not None:
+                stalled, evidence = stall_verdict(settings, progress, sum(lag.values()), stall_seconds)
+                log.info("stall rule: %s", evidence)
+                report["stall_rule"] = evidence
+                if stalled:
+                    stop_proc(settings, STREAM, signal.SIGKILL)  # hung: a graceful stop would hang too
+                    report["restarted_stalled_job"] = True
+                report[STREAM.name] = ensure_running(settings, STREAM)
+            elif (holder := lease_elsewhere(settings, lock_conn)) is not None:
+                log.info("stream job: %s; not starting one here", holder)
+                report[STREAM.name] = holder
+            else:
+                report[STREAM.name] = ensure_running(settings, STREAM)
             report["kafka_lag"] = lag
             ticks = ((progress or {}).get("queries", {}).get(TICKS_QUERY) or {})
             report["last_batch"] = ticks.get("batchId")
