@@ -15,7 +15,7 @@ import pandas as pd
 from ingestion.sources.base import MarketDataSource
 from tickerlake.core.datasets import OHLCV_COLUMNS, BarInterval
 from tickerlake.core.market import EXCHANGE_TZ
-from tickerlake.core.names import Bucket, raw_ohlcv_key
+from tickerlake.core.names import Bucket, invalid_symbols, raw_ohlcv_key
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,9 @@ def plan_jobs(source: str, interval: str, symbols: Sequence[str], start: date, e
     unique = list(dict.fromkeys(s.strip().upper() for s in symbols if s.strip()))
     if not unique:
         raise ValueError("no symbols to backfill")
+    if bad := invalid_symbols(unique):
+        raise ValueError(f"symbols: {', '.join(repr(b) for b in bad)} not a symbol "
+                         f"(letters, digits, and . ^ = - only, at most 20 characters)")
     batches = [tuple(unique[i:i + batch_size]) for i in range(0, len(unique), batch_size)]
     return [BackfillJob(source, interval, batch, start.isoformat(), end.isoformat(),
                         inject_bad_rows and i == 0).to_dict() for i, batch in enumerate(batches)]

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from tickerlake.core.datasets import LIVE_BARS, QUARANTINE_TICKS, TICK_EVENT, TICKS
 from tickerlake.core.errors import one_line_errors
 from tickerlake.core.lease import Lease, LeaseLost
-from tickerlake.core.names import ARCHIVE_TICKS_PREFIX, Bucket, Table, Topic
+from tickerlake.core.names import ARCHIVE_TICKS_PREFIX, SYMBOL_PATTERN, Bucket, Table, Topic
 from tickerlake.core.settings import Settings, checkpoint_root, get_settings
 from tickerlake.core.stream_progress import PROGRESS_KEY, STREAM_JOB
 
@@ -55,9 +55,6 @@ MARKER = "tickerlake.batch"  # snapshot property: "<query id>:<batch id>"
 MAX_EVENT_TIME = "tickerlake.max-event-time"  # snapshot property: latest event time so far (µs)
 LEASE_TOKEN = "tickerlake.lease-token"  # snapshot property: the writer's fencing token
 BARS_5M_MINUTES = 5
-# Exchange symbols as the sources spell them (AAPL, BRK.B, ^GSPC, EURUSD=X, BTC-USD): this is also
-# what keeps a hostile string out of every table and query downstream.
-SYMBOL_PATTERN = r"^[A-Z0-9^][A-Z0-9.^=\-]{0,19}$"
 MAX_ID_LENGTH = 128
 EARLIEST_EVENT_TIME = "1980-01-01"  # a replayed tape may be old; an event from before this is not
 

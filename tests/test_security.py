@@ -75,3 +75,13 @@ def test_no_secret_value_appears_in_any_log(stack, settings):
         text = path.read_bytes()
         leaks += [f"{name} in {path}" for name, value in secrets.items() if value.encode() in text]
     assert not leaks, leaks
+
+
+def test_a_backfill_refuses_a_symbol_that_is_not_one():
+    from datetime import date
+
+    from ingestion.backfill import plan_jobs
+
+    with pytest.raises(ValueError, match=r"symbols: '\.\./ETC', 'A B' not a symbol"):
+        plan_jobs("synthetic", "1d", ["aapl", "../etc", "a b"], date(2026, 1, 2), date(2026, 1, 3), 5)
+    assert plan_jobs("synthetic", "1d", ["brk.b", "^GSPC"], date(2026, 1, 2), date(2026, 1, 3), 5)

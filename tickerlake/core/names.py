@@ -117,3 +117,14 @@ ARCHIVE_TICKS_PREFIX = "archive/ticks"
 #   _state/stream_ticks/progress.json   both queries' StreamingQueryProgress and the job's counters
 STREAM_STATE_PREFIX = "_state/stream_ticks"
 REALTIME_ASSET_URI = f"s3://{Bucket.REALTIME.value}/{ICEBERG_DIR}/ticks"
+
+# Exchange symbols as the sources spell them (AAPL, BRK.B, ^GSPC, EURUSD=X, BTC-USD). Checked where
+# a symbol enters (a backfill's params, a stream event): it becomes part of object keys, table
+# rows and queries downstream, so nothing else may pass.
+SYMBOL_PATTERN = r"^[A-Z0-9^][A-Z0-9.^=\-]{0,19}$"
+
+
+def invalid_symbols(symbols) -> list[str]:
+    import re
+
+    return [s for s in symbols if not re.fullmatch(SYMBOL_PATTERN, s)]
