@@ -467,7 +467,14 @@ def write_progress(s3, queries, counters: Counters, activity: int | None = None)
     progress: dict[str, Any] = {q.name: q.lastProgress for q in queries}
     body = json.dumps({"written_at": time.time(), "source": "kafka", "queries": progress,
                        "activity": activity, "counters": counters.__dict__}, default=str)
-    s3.put_object(Bucket=Bucket.REALTIME.value, Key=PROGRESS_KEY, Body=body.encode())
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        s3.put_object(Bucket=Bucket.REALTIME.value, Key=PROGRESS_KEY, Body=body.encode())
+    except (BotoCoreError, ClientError) as exc:
+        # S3 restarting: the queries go on (their own writes retry); the next report will land.
+        # A driver silent for longer than the stall limit is restarted by the supervisor.
+        print(f"stream_ticks: progress not written ({type(exc).__name__}: {exc})", file=sys.stderr, flush=True)
 
 
 def _trigger(settings: Settings, available_now: bool) -> dict[str, Any]:

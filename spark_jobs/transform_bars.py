@@ -33,6 +33,7 @@ from tickerlake.core.errors import TickerlakeError, one_line_errors
 from tickerlake.core.iceberg import merge_into
 from tickerlake.core.market import EXCHANGE_TZ
 from tickerlake.core.names import (
+    SYMBOL_PATTERN,
     Bucket,
     Table,
     processed_anomalies_prefix,
@@ -44,6 +45,7 @@ from tickerlake.core.s3 import iter_keys
 from tickerlake.core.settings import get_settings
 
 PRICES = ("open", "high", "low", "close", "adj_close")
+CORRUPT = "_corrupt_record"  # Spark's column for a CSV row it could not split into the schema
 NUMBERS = (*PRICES, "volume", "dividends", "stock_splits")
 # Enough bars that EMA/RSI/ATR seeds older than the lookback weigh less than 1e-15.
 DEFAULT_LOOKBACK_BARS = 600
@@ -86,11 +88,16 @@ def validate(raw):
 
     typed = raw.withColumn("ts", F.to_timestamp("timestamp"))
     for column in NUMBERS:
-        target = "bigint" if column == "volume" else "double"
         # volume "1e3" or "1000.0" is fine; "abc" is not
-        typed = typed.withColumn(f"_{column}", F.col(column).cast("double").cast(target))
+        typed = typed.withColumn(f"_{column}_double", F.col(column).cast("double"))
+        target = "bigint" if column == "volume" else "double"
+        typed = typed.withColumn(f"_{column}", F.col(f"_{column}_double").cast(target))
+    file_date = F.to_date(F.regexp_extract("source_file", r"date=(\d{4}-\d{2}-\d{2})", 1))
     rules = [
+        (F.col(CORRUPT).isNotNull(), F.lit(f"malformed CSV row: not {len(OHLCV_COLUMNS)} fields")),
         (F.col("symbol").isNull() | (F.trim("symbol") == ""), F.lit("null symbol")),
+        (~F.col("symbol").rlike(SYMBOL_PATTERN), F.lit("invalid symbol")),
+        (F.col("source").isNull() | (F.trim("source") == ""), F.lit("null source")),
         (F.col("timestamp").isNull() | (F.trim("timestamp") == ""), F.lit("null timestamp")),
         (F.col("ts").isNull(), F.concat(F.lit("unparsable timestamp: "), F.col("timestamp"))),
     ]
@@ -100,7 +107,13 @@ def validate(raw):
         if required:
             rules.append((missing, F.lit(f"null {column}")))
         rules.append((~missing & F.col(f"_{column}").isNull(), F.lit(f"unparsable {column}")))
+        # "NaN" and "Infinity" parse as doubles, and NaN compares greater than every number
+        rules.append((F.isnan(f"_{column}_double") | (F.abs(f"_{column}_double") == float("inf")),
+                      F.lit(f"non-finite {column}")))
     rules += [
+        (F.abs("_volume_double") >= 2.0 ** 63, F.lit("volume out of range")),
+        # a row filed under another session than its own would be read with the wrong day's data
+        (session_date("ts") != file_date, F.lit("timestamp not on its file's session date")),
         (F.least(*[F.col(f"_{c}") for c in ("open", "high", "low", "close")]) < 0, F.lit("negative price")),
         (F.col("_volume") < 0, F.lit("negative volume")),
         (F.col("_high") < F.col("_low"), F.lit("high < low")),
@@ -110,7 +123,7 @@ def validate(raw):
     reason = F.lit(None).cast("string")
     for condition, text in reversed(rules):
         reason = F.when(condition, text).otherwise(reason)
-    return typed.withColumn("reason", reason)
+    return typed.withColumn("reason", reason).drop(*[f"_{c}_double" for c in NUMBERS])
 
 
 def session_date(column):
@@ -169,7 +182,10 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
             raise TransformError(f"no raw objects for source={args.source} interval={interval} "
                                  f"in {args.start}..{args.end} (run the backfill first)")
         # Spark checks every path again here (one HEAD each): timed with the listing it repeats.
-        raw = (spark.read.schema(OHLCV_RAW_DDL).option("header", True).option("mode", "PERMISSIVE")
+        # PERMISSIVE with a corrupt-record column: a row with too few or too many fields (another
+        # separator, a stray comma) is kept with its text and quarantined, never shifted or cut.
+        raw = (spark.read.schema(f"{OHLCV_RAW_DDL}, `{CORRUPT}` STRING").option("header", True)
+               .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
                .csv(paths).withColumn("source_file", F.input_file_name()))
     checked = validate(raw).withColumn("date", session_date("ts")).cache()
     with _timed(timings, "read_validate"):

@@ -1,17 +1,14 @@
 """The streaming lane: producer -> Kafka -> Spark's Kafka source -> Iceberg `realtime.ticks` and bars.
 
-The job is SIGKILLed (its whole process group: driver and JVM) at points of a run and restarted:
-every event is in `realtime.ticks` exactly once, producer re-sends are removed, malformed and
-too-late events are in the quarantine with their reason, and the bars equal a batch recompute."""
+Every event is in `realtime.ticks` exactly once, producer re-sends are removed, malformed and
+too-late events are in the quarantine with their reason, and the bars equal a batch recompute.
+Faults under a running stream (restarts, SIGKILLs): tests/test_chaos.py."""
 from __future__ import annotations
 
 import json
 import os
-import random
-import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 
 import pytest
@@ -20,7 +17,6 @@ from ingestion.producer import SyntheticTicks, publish
 from spark_jobs.compare_bars import compare_minute_bars
 from spark_jobs.stream_ticks import minute_bars
 from tickerlake.core.clients import kafka_producer
-from tickerlake.core.names import STREAM_STATE_PREFIX, Bucket
 from tickerlake.core.settings import REPO_ROOT
 
 pytestmark = pytest.mark.spark
@@ -53,46 +49,60 @@ def stream(*args: str, max_offsets: int = 500) -> subprocess.Popen:
 
 
 def ticks_batches(s3) -> int:
-    try:
-        body = s3.get_object(Bucket=Bucket.REALTIME.value, Key=f"{STREAM_STATE_PREFIX}/progress.json")["Body"]
-    except s3.exceptions.NoSuchKey:
-        return -1
-    progress = json.loads(body.read())["queries"].get("ticks") or {}
-    return int(progress.get("batchId", -1))
+    """The ticks query's last committed batch id (-1: none yet)."""
+    from tickerlake.core.stream_progress import TICKS_QUERY, read_progress
+
+    return int(((read_progress(s3) or {}).get("queries", {}).get(TICKS_QUERY) or {}).get("batchId", -1))
 
 
 def valid(event: dict) -> bool:
     return bool(event.get("event_id")) and isinstance(event.get("price"), (int, float)) and event["price"] > 0
 
 
-def test_killed_stream_restarts_with_every_event_exactly_once(stack, settings, s3, spark):
-    first = produce(settings, seed=21, count=3000, malformed_every=97, resend_every=50)
-    rng = random.Random(5)
-    for _ in range(2):  # killed twice at random points of the run, restarted each time
-        job = stream()
-        deadline = time.monotonic() + 240
-        target = ticks_batches(s3) + rng.randint(1, 3)
-        while ticks_batches(s3) < target and time.monotonic() < deadline and job.poll() is None:
-            time.sleep(0.2)
-        time.sleep(rng.uniform(0, 1.5))  # anywhere inside a micro-batch
-        assert job.poll() is None, job.stdout.read()[-3000:]
-        os.killpg(job.pid, signal.SIGKILL)  # the driver and its JVM
-        job.wait(timeout=30)
+@pytest.fixture(scope="module")
+def caught_up(stack, settings):
+    """The topic gets well-formed events with producer re-sends and malformed ones, events late
+    inside the watermark and too late, then 10,000 fuzzed records; two `--available-now` runs
+    read it all (the first before the late events). (Kills and restarts under a running stream: tests/test_chaos.py.)"""
+    from tests.fuzz_inputs import malformed_ticks, tolerated_ticks
+    from tickerlake.core.stream_progress import kafka_lag
 
-    # More events while it is down: some late inside the watermark, some too late.
+    before = kafka_lag(settings, {})  # the topic's end offsets: what follows is this module's
+    first = produce(settings, seed=21, count=3000, malformed_every=97, resend_every=50)
+    # A first run takes these in: its commits carry the event-time watermark the rest is judged by.
+    job = stream("--available-now", max_offsets=1000)
+    out, _ = job.communicate(timeout=900)
+    assert job.returncode == 0, out[-3000:]
     second = produce(settings, seed=22, count=400, late_every=9, late_by=timedelta(minutes=2))
     too_late = produce(settings, seed=23, count=200, late_every=10, late_by=timedelta(hours=2))
+    fuzz_from = kafka_lag(settings, {})
+    bad = malformed_ticks(10_000, seed=7)
+    good = tolerated_ticks(300)
+    producer = kafka_producer(settings.kafka)
+    publish([record for _, record in bad], producer)  # one key: one partition, offsets in order
+    publish([(e["symbol"].encode(), json.dumps(e).encode()) for e in good + good[:50]], producer)
+    producer.close()
 
-    restarted = stream("--available-now")
-    out, _ = restarted.communicate(timeout=600)
-    assert restarted.returncode == 0, out[-3000:]
-    assert "reading the ticks topic with Spark's Kafka source" in out
+    job = stream("--available-now", max_offsets=5000)
+    out, _ = job.communicate(timeout=900)
+    assert job.returncode == 0, out[-3000:]
+    return {"log": out, "before": before, "fuzz_from": fuzz_from, "first": first, "second": second,
+            "too_late": too_late, "bad": bad, "good": good}
 
+
+def offsets(start: dict[int, int], end: dict[int, int] | None = None) -> str:
+    """A filter on the records at [start, end) of each partition."""
+    return " OR ".join(f"(kafka_partition = {p} AND kafka_offset >= {o}"
+                       + (f" AND kafka_offset < {end[p]})" if end else ")") for p, o in start.items())
+
+
+def test_every_event_is_kept_once_and_the_malformed_and_too_late_are_quarantined(caught_up, settings, spark):
+    assert "reading the ticks topic with Spark's Kafka source" in caught_up["log"]
     # Other tests share the topic: judge this test's events.
-    events = first + second + too_late
+    events = caught_up["first"] + caught_up["second"] + caught_up["too_late"]
     ours = {e["event_id"] for e in events if e.get("event_id")}
     well_formed = {e["event_id"] for e in events if valid(e)}
-    rejected_late = {e["event_id"] for e in too_late[9::10]}
+    rejected_late = {e["event_id"] for e in caught_up["too_late"][9::10]}
     catalog = settings.iceberg.catalog
 
     ticks = spark.table(f"{catalog}.realtime.ticks")
@@ -102,7 +112,8 @@ def test_killed_stream_restarts_with_every_event_exactly_once(stack, settings, s
 
     # The quarantine holds exactly the malformed events (a re-sent one once: it has its event id;
     # a broken record every time: it has none) and the too-late ones, each with its reason.
-    quarantine = spark.table(f"{catalog}.realtime.quarantine_ticks").toPandas()
+    quarantine = spark.table(f"{catalog}.realtime.quarantine_ticks").where(
+        offsets(caught_up["before"], caught_up["fuzz_from"])).toPandas()
     bad_with_id = {e["event_id"] for e in events if e.get("event_id") and not valid(e)}
     broken = sum(1 for e in events if not e.get("event_id"))
     late_rows = quarantine[quarantine["reason"] == "later than the watermark"]
@@ -146,26 +157,12 @@ def test_minute_bars_from_a_batch_of_ticks(spark):
     assert bar.vwap == pytest.approx((10 * 5 + 12 + 11 * 4) / 10)
 
 
-def test_ten_thousand_malformed_records_are_each_quarantined_with_a_reason(stack, settings, spark):
+def test_ten_thousand_malformed_records_are_each_quarantined_with_a_reason(caught_up, settings, spark):
     """Fuzz: every kind of tests/fuzz_inputs.MALFORMED in turn, then well-formed events with unknown
     fields (kept: a newer producer) and re-sends of some of them (kept once)."""
-    from tests.fuzz_inputs import malformed_ticks, tolerated_ticks
-    from tickerlake.core.stream_progress import kafka_lag
-
-    ends = kafka_lag(settings, {})  # the topic's end offsets before: what follows is this test's
-    bad = malformed_ticks(10_000, seed=7)
-    good = tolerated_ticks(300)
-    producer = kafka_producer(settings.kafka)
-    publish([record for _, record in bad], producer)  # one key: one partition, offsets in order
-    publish([(e["symbol"].encode(), json.dumps(e).encode()) for e in good + good[:50]], producer)
-    producer.close()
-
-    job = stream("--available-now", max_offsets=5000)
-    out, _ = job.communicate(timeout=900)
-    assert job.returncode == 0, out[-3000:]
-
+    ends, bad, good = caught_up["fuzz_from"], caught_up["bad"], caught_up["good"]
     catalog = settings.iceberg.catalog
-    ours = " OR ".join(f"(kafka_partition = {p} AND kafka_offset >= {o})" for p, o in ends.items())
+    ours = offsets(ends)
     quarantine = spark.table(f"{catalog}.realtime.quarantine_ticks").where(ours).toPandas()
     assert len(quarantine) == len(bad) and quarantine["reason"].notna().all()
     partition = int(quarantine["kafka_partition"].mode()[0])

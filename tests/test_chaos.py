@@ -1,0 +1,36 @@
+"""Chaos, the suite's variant of `make chaos` (tickerlake/dev/chaos.py), on a stack of its own:
+the stream runs with a producer and supervision rounds while the broker, the S3 store and Postgres
+are restarted once each and the stream job is SIGKILLed three times, in a seeded random order."""
+from __future__ import annotations
+
+import pytest
+
+from tickerlake.dev.chaos import PROFILES, Fault, Verdict, run
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def verdict() -> Verdict:
+    result = run(PROFILES["ci"], seed=20261202)
+    print(result.table())
+    return result
+
+
+def test_the_stream_recovers_from_every_restart_and_kill_and_doubles_nothing(verdict):
+    table = verdict.table()
+    assert sorted(o.fault for o in verdict.outcomes) == sorted(
+        [Fault.RESTART_KAFKA, Fault.RESTART_S3, Fault.RESTART_POSTGRES] + [Fault.KILL_STREAM] * 3), table
+    assert all(o.recovered for o in verdict.outcomes), table
+    assert verdict.acknowledged > 1000, table  # the producer kept sending through the faults
+    assert (verdict.duplicated, verdict.changed, verdict.unexpected) == (0, 0, 0), table
+    assert verdict.quarantined == 0, table  # nothing turned "late" or malformed by a fault
+    assert verdict.bar_differences == 0, table  # the 1-minute bars equal a batch recompute
+
+
+@pytest.mark.xfail(reason="known, open (issue 16): events acknowledged while the local broker "
+                          "(noida-db) is being stopped go missing (97 of 69,265 in the measured run, "
+                          "all acknowledged in that half second); "
+                          "docs/reliability.md#chaos", strict=False)
+def test_no_acknowledged_event_is_lost(verdict):
+    assert verdict.lost == 0, verdict.table()
