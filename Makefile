@@ -81,7 +81,7 @@ check: setup  ## lint (ruff), types (mypy), import contracts (import-linter), th
 test: setup  ## run the test suite (starts and stops its own private stack)
 	$(PY) -m pytest
 
-chaos: setup  ## faults under a running stream and the batch tasks, on a private stack; prints what each cost (about 15 min)
+chaos: setup  ## faults under a running stream and the batch tasks, on a private stack; prints what each cost (the `full` profile: not yet run end to end)
 	$(PY) -m tickerlake.dev.chaos --profile full $(if $(SEED),--seed $(SEED))
 
 clean-state: down  ## delete the local stack's data (asks first)
