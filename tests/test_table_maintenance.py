@@ -11,17 +11,15 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 
-import pyarrow as pa
 import pytest
 from pyiceberg.expressions import EqualTo
 
 from spark_jobs.maintain_tables import MARKER, TARGET_FILE_BYTES, parse_tables
 from spark_jobs.stream_ticks import MARKER as STREAM_MARKER
+from tests.spark_small_commits import event_id
 from tests.test_streaming import produce, stream, ticks_batches, valid
-from tickerlake.core.datasets import TICKS
 from tickerlake.core.errors import ConfigError
 from tickerlake.core.names import Table
 from tickerlake.core.settings import REPO_ROOT
@@ -38,39 +36,6 @@ def test_every_table_has_a_target_file_size_and_the_marker_is_the_streams():
     assert MARKER == STREAM_MARKER
     with pytest.raises(ConfigError, match="--tables: unknown table 'realtime.nope'"):
         parse_tables("realtime.ticks,realtime.nope", None)
-
-
-def _append(table, rows: pa.Table):
-    """One commit; the stream commits into the same table meanwhile: on a conflict, refresh and
-    append again (what any second writer of an Iceberg table does)."""
-    from pyiceberg.exceptions import CommitFailedException
-
-    for attempt in range(20):
-        try:
-            table.append(rows)
-            return
-        except CommitFailedException:
-            table.refresh()
-            time.sleep(0.05 * attempt)
-    raise AssertionError("20 commit conflicts in a row")
-
-
-def _small_commits(table, count: int) -> set[str]:
-    """`count` appends of 20 ticks each into one (date, hour) partition: one file per commit, as a
-    micro-batch leaves them."""
-    ids: set[str] = set()
-    base = datetime(DAY.year, DAY.month, DAY.day, 15, tzinfo=UTC)
-    for commit in range(count):
-        rows = []
-        for i in range(20):
-            event_id = str(uuid.uuid4())
-            ids.add(event_id)
-            rows.append({"event_id": event_id, "event_time": base + timedelta(seconds=commit * 7 + i * 0.3),
-                         "symbol": "MAINT", "price": 100 + i / 10, "size": 10 + i, "bid": None, "ask": None,
-                         "source": "test", "date": DAY, "kafka_partition": None, "kafka_offset": None,
-                         "hour": 15})
-        _append(table, pa.Table.from_pylist(rows, schema=TICKS.arrow_schema()))
-    return ids
 
 
 def marked(table) -> list:
@@ -102,19 +67,16 @@ def test_maintenance_compacts_500_commits_while_the_stream_writes():
     with private_stack({"TICKERLAKE_SPARK_DRIVER_MEMORY": "1g"}):
         settings = get_settings()
         s3, catalog = s3_client(settings.s3), iceberg_catalog(settings)
-        # The 500 commits first (the stream's job creates the table), then the stream runs and a
-        # producer feeds it while the maintenance runs: all three commit into the same table.
-        subprocess.run([sys.executable, "-c", "from spark_jobs.stream_ticks import ensure_tables;"
-                        "from tickerlake.core.spark import build_spark_session;"
-                        "from tickerlake.core.settings import get_settings as g;"
-                        "ensure_tables(build_spark_session('create-tables', g()), g())"],
-                       cwd=REPO_ROOT, check=True, capture_output=True, timeout=300)
+        # The 500 commits first (from Spark, which creates the stream's tables), then the stream
+        # runs and a producer feeds it while the maintenance runs: both commit into the same table.
+        subprocess.run([sys.executable, "-m", "tests.spark_small_commits", str(COMMITS), DAY.isoformat(), "15"],
+                       cwd=REPO_ROOT, check=True, capture_output=True, timeout=900)
+        ours = {event_id(commit, row) for commit in range(COMMITS) for row in range(20)}
         ticks = catalog.load_table(str(Table.TICKS))
-        ours = _small_commits(ticks, COMMITS)
-        ticks = ticks.refresh()
         assert _partition_files(ticks) == COMMITS
         day_filter = EqualTo("date", DAY.isoformat())  # type: ignore[call-arg,arg-type]
         before = ticks.scan(row_filter=day_filter).to_arrow().sort_by("event_id")
+        assert set(before["event_id"].to_pylist()) == ours
 
         sent: list[dict] = []
         feeding = threading.Event()
