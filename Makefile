@@ -10,7 +10,7 @@ UV_VERSION := 0.13.8
 APT_PACKAGES := postgresql libpostgresql-jdbc-java openjdk-17-jre-headless iproute2 docker-compose \
   prometheus prometheus-alertmanager prometheus-pushgateway chromium fonts-dejavu-core
 
-.PHONY: check help setup system-packages venv env jars up down status smoke demo test chaos dashboard airflow-ui airflow-ui-down warehouse-load bench-warehouse clean-state
+.PHONY: check help setup system-packages venv env jars up down status smoke demo test chaos broker-durability dashboard airflow-ui airflow-ui-down warehouse-load bench-warehouse clean-state
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ test: setup  ## run the test suite (starts and stops its own private stack)
 
 chaos: setup  ## faults under a running stream and the batch tasks, on a private stack; prints what each cost (the `full` profile: not yet run end to end)
 	$(PY) -m tickerlake.dev.chaos --profile full $(if $(SEED),--seed $(SEED))
+
+broker-durability: setup  ## does the local broker keep what it acknowledged across a clean stop? (exit 1: it did not)
+	$(PY) -m tickerlake.dev.broker_durability
 
 clean-state: down  ## delete the local stack's data (asks first)
 	@read -p "delete .state/ (all local lake data)? [y/N] " answer && [ "$$answer" = y ] && rm -rf .state

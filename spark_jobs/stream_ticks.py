@@ -56,6 +56,8 @@ MAX_EVENT_TIME = "tickerlake.max-event-time"  # snapshot property: latest event 
 LEASE_TOKEN = "tickerlake.lease-token"  # snapshot property: the writer's fencing token
 BARS_5M_MINUTES = 5
 MAX_ID_LENGTH = 128
+QUERY_RETRY_SECONDS = 120  # how long a failing query is started again in-process (see `restarted`)
+QUERY_RETRY_PAUSE_SECONDS = 2.0
 EARLIEST_EVENT_TIME = "1980-01-01"  # a replayed tape may be old; an event from before this is not
 
 
@@ -560,6 +562,30 @@ def _lost_lease(reason: str) -> None:
     os._exit(75)
 
 
+def restarted(query, start, failing_since: dict[str, float]):
+    """A query that failed, started again from its checkpoint in this Spark session.
+
+    Why: a fault under a running job (S3 or Postgres restarting) fails the micro-batch in flight
+    and with it the query; a new job would cost half a minute of JVM, session and state-store
+    start, a query restart a few seconds. Both queries' batches are idempotent, so the replay
+    doubles nothing. A lost lease is never retried, and a query failing for longer than
+    QUERY_RETRY_SECONDS ends the job: the supervisor's next round starts a new one."""
+    error = query.exception()
+    reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+    first = failing_since.setdefault(query.name, time.monotonic())
+    if "LeaseLost" in str(error) or time.monotonic() - first > QUERY_RETRY_SECONDS:
+        raise error
+    print(f"stream_ticks: the {query.name} query failed ({reason}); starting it again from its checkpoint",
+          file=sys.stderr, flush=True)
+    time.sleep(QUERY_RETRY_PAUSE_SECONDS)
+    try:
+        return start()
+    except Exception as exc:  # noqa: BLE001 - the service is still down: the next round tries again
+        print(f"stream_ticks: the {query.name} query could not start yet ({type(exc).__name__})",
+              file=sys.stderr, flush=True)
+        return query
+
+
 def _run(spark, settings: Settings, lease: Lease, token: int, args) -> int:
     from tickerlake.core.clients import s3_client
 
@@ -583,12 +609,17 @@ def _run(spark, settings: Settings, lease: Lease, token: int, args) -> int:
     while queries[0].isActive and queries[0].lastProgress is None and time.monotonic() < deadline:
         time.sleep(0.2)
     queries.append(start_bars(spark, settings, tables, counters, lease=lease))
+    starters = {"ticks": lambda: start_ticks(spark, settings, tables, counters, lease=lease),
+                "bars": lambda: start_bars(spark, settings, tables, counters, lease=lease)}
+    failing_since: dict[str, float] = {}
     started, activity = time.monotonic(), Activity()
     try:
-        while not stopping and any(q.isActive for q in queries):
-            for q in queries:
+        while not stopping and any(q.isActive or q.exception() is not None for q in queries):
+            for i, q in enumerate(queries):
                 if q.exception() is not None:
-                    raise q.exception()
+                    queries[i] = restarted(q, starters[q.name], failing_since)
+                elif q.lastProgress is not None:
+                    failing_since.pop(q.name, None)  # it ran a trigger: the fault is over
             write_progress(s3, queries, counters, activity.sample(spark, counters))
             if args.run_for is not None and time.monotonic() - started >= args.run_for:
                 break

@@ -22,15 +22,17 @@ def test_the_stream_recovers_from_every_restart_and_kill_and_doubles_nothing(ver
     assert sorted(o.fault for o in verdict.outcomes) == sorted(
         [Fault.RESTART_KAFKA, Fault.RESTART_S3, Fault.RESTART_POSTGRES] + [Fault.KILL_STREAM] * 3), table
     assert all(o.recovered for o in verdict.outcomes), table
+    # a service restart fails at most the queries, which start again in the same job (no new JVM)
+    assert all(o.job_kept for o in verdict.outcomes if o.fault is not Fault.KILL_STREAM), table
     assert verdict.acknowledged > 1000, table  # the producer kept sending through the faults
     assert (verdict.duplicated, verdict.changed, verdict.unexpected) == (0, 0, 0), table
     assert verdict.quarantined == 0, table  # nothing turned "late" or malformed by a fault
     assert verdict.bar_differences == 0, table  # the 1-minute bars equal a batch recompute
 
 
-@pytest.mark.xfail(reason="known, open (issue 16): events acknowledged while the local broker "
-                          "(noida-db) is being stopped go missing (97 of 69,265 in the measured run, "
-                          "all acknowledged in that half second); "
+@pytest.mark.xfail(reason="known, outside the code (issue 16): the local broker (noida-db) acknowledges "
+                          "produce requests after it took its exit snapshot on SIGTERM and drops them "
+                          "(python -m tickerlake.dev.broker_durability shows it without the pipeline); "
                           "docs/reliability.md#chaos", strict=False)
 def test_no_acknowledged_event_is_lost(verdict):
     assert verdict.lost == 0, verdict.table()

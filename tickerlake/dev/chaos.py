@@ -87,6 +87,7 @@ class Outcome:
     recovered: bool
     seconds: float | None  # from the fault until the job committed new batches again
     detail: str = ""
+    job_kept: bool | None = None  # the same stream job recovered (no new process was needed)
 
 
 @dataclass
@@ -295,6 +296,8 @@ def inject(settings, fault: Fault) -> str:
 
 def stream_chaos(settings, profile: Profile, rng: random.Random, began: float) -> tuple[Producer, list[Outcome]]:
     """Run the stream with the producer and supervision, inject the profile's faults in turn."""
+    from tickerlake.streaming.supervisor import STREAM, running
+
     producer = Producer(settings, profile.rate, seed=rng.randrange(1 << 30))
     supervision = Supervision(settings)
     producer.start()
@@ -306,12 +309,15 @@ def stream_chaos(settings, profile: Profile, rng: random.Random, began: float) -
         for fault in profile.stream_faults(rng):
             time.sleep(rng.uniform(1.0, 5.0))  # anywhere inside a micro-batch
             at = time.monotonic()
+            job = running(settings, STREAM)
             detail = inject(settings, fault)
             after = last_batch(settings)
             # two more batches: one that began after the fault, not only the one it interrupted
             recovered = wait_for(committed_past(settings, after + 1), profile.recover_timeout)
             seconds = time.monotonic() - at if recovered else None
-            outcomes.append(Outcome(fault, at - began, recovered, seconds, detail))
+            kept = recovered and job is not None and running(settings, STREAM) == job
+            detail += "; the same job went on" if kept else "; a new job took over"
+            outcomes.append(Outcome(fault, at - began, recovered, seconds, detail, job_kept=kept))
             log.info("%s (%s): %s", fault.value, detail,
                      f"recovered in {seconds:.1f}s" if recovered else "NOT recovered")
             if not recovered:
