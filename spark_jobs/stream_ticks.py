@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -562,6 +563,16 @@ def _lost_lease(reason: str) -> None:
     os._exit(75)
 
 
+def failure_reason(text: str) -> str:
+    """The root cause in a query's failure text (a Python traceback around a Java one): the last
+    `Class: message` line that is not py4j's wrapping, cut to one line."""
+    causes = [m for m in _CAUSE.finditer(text) if not m.group(1).startswith("py4j.")]
+    return f"{causes[-1].group(1)}: {causes[-1].group(2).strip()}"[:300] if causes else ""
+
+
+_CAUSE = re.compile(r"^(?:Caused by: |: )?([\w.$]+(?:Error|Exception)): (.+)$", re.MULTILINE)
+
+
 def restarted(query, start, failing_since: dict[str, float]):
     """A query that failed, started again from its checkpoint in this Spark session.
 
@@ -571,7 +582,7 @@ def restarted(query, start, failing_since: dict[str, float]):
     doubles nothing. A lost lease is never retried, and a query failing for longer than
     QUERY_RETRY_SECONDS ends the job: the supervisor's next round starts a new one."""
     error = query.exception()
-    reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+    reason = failure_reason(str(error)) or type(error).__name__
     first = failing_since.setdefault(query.name, time.monotonic())
     if "LeaseLost" in str(error) or time.monotonic() - first > QUERY_RETRY_SECONDS:
         raise error
