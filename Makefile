@@ -81,7 +81,7 @@ check: setup  ## lint (ruff), types (mypy), import contracts (import-linter), th
 test: setup  ## run the test suite (starts and stops its own private stack)
 	$(PY) -m pytest
 
-chaos: setup  ## faults under a running stream and the batch tasks, on a private stack; prints what each cost (the `full` profile: not yet run end to end)
+chaos: setup  ## faults under a running stream and the batch tasks, on a private stack; prints what each cost
 	$(PY) -m tickerlake.dev.chaos --profile full $(if $(SEED),--seed $(SEED))
 
 broker-durability: setup  ## does the local broker keep what it acknowledged across a clean stop? (exit 1: it did not)

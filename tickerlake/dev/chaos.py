@@ -88,6 +88,7 @@ class Outcome:
     seconds: float | None  # from the fault until the job committed new batches again
     detail: str = ""
     job_kept: bool | None = None  # the same stream job recovered (no new process was needed)
+    lost: int = 0  # lost events acknowledged from the fault until it recovered
 
 
 @dataclass
@@ -112,11 +113,11 @@ class Verdict:
                 and all(row["lost"] == row["duplicated"] == row["changed"] == 0 for row in self.batch))
 
     def table(self) -> str:
-        lines = [f"{'fault':<24} {'at s':>6} {'recovered':>9} {'s to recover':>12}  detail"]
+        lines = [f"{'fault':<24} {'at s':>6} {'recovered':>9} {'s to recover':>12} {'lost':>5}  detail"]
         for o in self.outcomes:
             seconds = f"{o.seconds:.1f}" if o.seconds is not None else "-"
-            lines.append(f"{o.fault.value:<24} {o.at:>6.0f} {'yes' if o.recovered else 'NO':>9} {seconds:>12}  "
-                         f"{o.detail}")
+            lines.append(f"{o.fault.value:<24} {o.at:>6.0f} {'yes' if o.recovered else 'NO':>9} {seconds:>12} "
+                         f"{o.lost:>5}  {o.detail}")
         lines.append("")
         lines.append(f"stream: {self.acknowledged} events acknowledged by the broker, {self.rows} rows in "
                      f"realtime.ticks: lost {self.lost}, duplicated {self.duplicated}, changed {self.changed}, "
@@ -369,6 +370,8 @@ def judge_stream(settings, producer: Producer, outcomes: list[Outcome], began: f
             changed += 1
     lost = set(sent) - ids
     times = [producer.acked_at[i] - began for i in lost]
+    for o in outcomes:  # which fault each lost event belongs to (acknowledged while it lasted)
+        o.lost = sum(1 for t in times if o.at <= t <= o.at + (o.seconds or 0.0))
     return Verdict(acknowledged=len(sent), rows=len(ticks), lost=len(lost),
                    lost_window=(min(times), max(times)) if times else None,
                    duplicated=len(ticks) - len(ids), changed=changed, unexpected=len(ids - set(sent)),
