@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tickerlake.core.errors import one_line_errors
 from tickerlake.core.processes import free_port
 
 TOPIC = "durability-probe"
@@ -90,6 +91,7 @@ def probe(rate: int, seconds: float) -> Outcome:
         shutil.rmtree(state, ignore_errors=True)
 
 
+@one_line_errors  # a bad setting (a port, a state dir) is one line, not a traceback
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=1000, help="messages per second (default 1000)")
