@@ -40,12 +40,14 @@ def produce(settings, count: int, resend_every: int = 0, **options) -> list[dict
     return out
 
 
-def stream(*args: str, max_offsets: int = 500) -> subprocess.Popen:
+def stream(*args: str, max_offsets: int = 500, output=subprocess.PIPE) -> subprocess.Popen:
+    """The stream job. Its output goes to a pipe only for a caller that reads it at once
+    (`communicate`); a job left running gets a file: a full pipe blocks the JVM's log writes and
+    with them every micro-batch."""
     env = {**os.environ, "TICKERLAKE_STREAM_TRIGGER_SECONDS": "1",
            "TICKERLAKE_STREAM_MAX_OFFSETS_PER_TRIGGER": str(max_offsets)}
     return subprocess.Popen([sys.executable, "-m", "spark_jobs.stream_ticks", *args], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            stdout=output, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def ticks_batches(s3) -> int:

@@ -56,7 +56,7 @@ def _wait(condition, timeout: float, job) -> bool:
     return False
 
 
-def test_maintenance_compacts_500_commits_while_the_stream_writes():
+def test_maintenance_compacts_500_commits_while_the_stream_writes(tmp_path):
     """On a stack of its own: a fresh `realtime.ticks`, as a day's first commits find it (the
     session's table holds every other test's snapshots, which only make each commit slower)."""
     from tickerlake.core.clients import s3_client
@@ -64,13 +64,22 @@ def test_maintenance_compacts_500_commits_while_the_stream_writes():
     from tickerlake.core.settings import get_settings
     from tickerlake.dev.private import private_stack
 
+    began = time.monotonic()
+
+    def phase(step: str) -> None:  # where the time went: pytest shows it with a failure (and with -s)
+        print(f"PHASE {step} done at {time.monotonic() - began:.1f}s", flush=True)
+
     with private_stack({"TICKERLAKE_SPARK_DRIVER_MEMORY": "1g"}):
+        phase("stack")
         settings = get_settings()
         s3, catalog = s3_client(settings.s3), iceberg_catalog(settings)
         # The 500 commits first (from Spark, which creates the stream's tables), then the stream
         # runs and a producer feeds it while the maintenance runs: both commit into the same table.
-        subprocess.run([sys.executable, "-m", "tests.spark_small_commits", str(COMMITS), DAY.isoformat(), "15"],
-                       cwd=REPO_ROOT, check=True, capture_output=True, timeout=900)
+        seeded = subprocess.run([sys.executable, "-m", "tests.spark_small_commits", str(COMMITS), DAY.isoformat(),
+                                 "15"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+        assert seeded.returncode == 0, (seeded.stdout + seeded.stderr)[-3000:]
+        print(seeded.stdout.strip().splitlines()[-1])  # SMALL_COMMITS: where its time went
+        phase("commits")
         ours = {event_id(commit, row) for commit in range(COMMITS) for row in range(20)}
         ticks = catalog.load_table(str(Table.TICKS))
         assert _partition_files(ticks) == COMMITS
@@ -85,31 +94,53 @@ def test_maintenance_compacts_500_commits_while_the_stream_writes():
         def feed() -> None:
             seed = 100
             while feeding.is_set():
-                sent.extend(produce(settings, seed=seed, count=40))
+                # a trickle (about 10 events/s): the stream keeps committing while the maintenance
+                # runs, without a backlog that two JVMs on two cores would take minutes to drain
+                sent.extend(produce(settings, seed=seed, count=20))
                 seed += 1
-                time.sleep(0.5)
+                time.sleep(2)
 
-        job = stream(max_offsets=200)
-        feeder = threading.Thread(target=feed, daemon=True)
-        feeder.start()
+        log_path = tmp_path / "stream_ticks.log"
+        log_file = log_path.open("w")
+        job = stream(max_offsets=1000, output=log_file)
+
+        def job_log() -> str:
+            return log_path.read_text()[-3000:]
+
         try:
-            assert _wait(lambda: ticks_batches(s3) >= 1, 180, job), job.stdout.read()[-3000:]
-            marked_before = marked(ticks.refresh())
-            env = {**os.environ, "TICKERLAKE_ICEBERG_SNAPSHOT_RETENTION_HOURS": "0"}  # expire all it may
-            maintenance = subprocess.run([sys.executable, "-m", "spark_jobs.maintain_tables", "--tables",
-                                          "realtime.ticks", "--no-orphans"], cwd=REPO_ROOT, env=env,
-                                         capture_output=True, text=True, timeout=900)
-            after_maintenance = ticks_batches(s3)
-            _wait(lambda: ticks_batches(s3) >= after_maintenance + 3, 300, job)  # commits after the compaction's
+            feeder = threading.Thread(target=feed, daemon=True)
+            feeder.start()
+            try:
+                assert _wait(lambda: ticks_batches(s3) >= 1, 180, job), job_log()
+                phase("stream first batch")
+                marked_before = marked(ticks.refresh())
+                env = {**os.environ, "TICKERLAKE_ICEBERG_SNAPSHOT_RETENTION_HOURS": "0"}  # expire all it may
+                maintenance = subprocess.run([sys.executable, "-m", "spark_jobs.maintain_tables", "--tables",
+                                              "realtime.ticks", "--no-orphans"], cwd=REPO_ROOT, env=env,
+                                             capture_output=True, text=True, timeout=900)
+                phase("maintenance")
+                after_maintenance = ticks_batches(s3)
+                # commits after the compaction's
+                assert _wait(lambda: ticks_batches(s3) >= after_maintenance + 3, 300, job), job_log()
+            finally:
+                feeding.clear()
+                feeder.join()
+            phase("three more batches")
+            # take in everything sent, then a clean stop
+            def waiting() -> int:
+                return sum(kafka_lag(settings, kafka_source_positions(read_progress(s3))).values())
+
+            assert _wait(lambda: not waiting(), 300, job), \
+                f"the stream did not catch up: {waiting()} records waiting\n{job_log()}"
+            job.send_signal(signal.SIGTERM)
+            job.wait(timeout=180)
         finally:
-            feeding.clear()
-            feeder.join()
-        # take in everything sent, then a clean stop
-        _wait(lambda: not sum(kafka_lag(settings, kafka_source_positions(read_progress(s3))).values()), 180, job)
-        job.send_signal(signal.SIGTERM)
-        out, _ = job.communicate(timeout=180)
+            if job.poll() is None:  # a failed assertion above: end the job we started, by its PID
+                os.killpg(job.pid, signal.SIGKILL)
+            log_file.close()
+        phase("drained and stopped")
         assert maintenance.returncode == 0, (maintenance.stdout + maintenance.stderr)[-3000:]
-        assert job.returncode == 0, out[-3000:]
+        assert job.returncode == 0, job_log()
 
         summary = json.loads(maintenance.stdout.split("MAINTENANCE_SUMMARY ", 1)[1].splitlines()[0])[0]
         print("MAINTENANCE_SUMMARY", json.dumps(summary))
