@@ -2,16 +2,18 @@
 
     python -m spark_jobs.maintain_tables [--tables realtime.ticks,realtime.bars_1m] [--no-orphans]
 
-For each table, with Iceberg's Spark procedures, while the stream may be writing:
+For each table, with Iceberg's Spark procedures (the expiry: its core Java API, see
+`expire_snapshots`), while the stream may be writing:
 
 1. `rewrite_data_files` (bin-pack to the table's target file size, `TARGET_FILE_BYTES`), with
    partial progress: a file group that conflicts with a concurrent commit fails alone and the
    rest commit; the whole call is retried on a commit conflict. A rewrite is a `replace`
    snapshot: the stream's Iceberg reader skips it, and the stream's replay check passes over it.
 2. `rewrite_manifests`: one manifest per partition range instead of one per commit.
-3. `expire_snapshots` older than TICKERLAKE_ICEBERG_SNAPSHOT_RETENTION_HOURS, but never the
-   newest snapshot the stream job marked (its replay check and event-time watermark read it) nor
-   the `realtime.ticks` snapshot the bars query's checkpoint points at (its restart reads from it).
+3. expire snapshots (`ExpireSnapshots`, Iceberg's core API) older than
+   TICKERLAKE_ICEBERG_SNAPSHOT_RETENTION_HOURS, but never the newest snapshot the stream job
+   marked (its replay check and event-time watermark read it) nor the `realtime.ticks` snapshot
+   the bars query's checkpoint points at (its restart reads from it).
 4. `remove_orphan_files` older than TICKERLAKE_ICEBERG_ORPHAN_MIN_AGE_HOURS (at least one hour:
    files of a write in flight look orphaned until it commits).
 
@@ -107,6 +109,65 @@ def _call(spark, sql: str) -> list:
 CONCURRENT_DELETES = 8
 
 
+class _CountingDelete:
+    """`java.util.function.Consumer<String>` for ExpireSnapshots.deleteWith: deletes through the
+    table's FileIO, as the default would, and counts data files and metadata files apart."""
+
+    def __init__(self, io) -> None:
+        import threading
+
+        self.io, self.data, self.metadata, self.manifest_lists = io, 0, 0, 0
+        self._lock = threading.Lock()
+
+    def accept(self, path: str) -> None:
+        self.io.deleteFile(path)
+        with self._lock:  # called from the executor's threads
+            if path.endswith(".parquet"):
+                self.data += 1
+            else:
+                self.metadata += 1
+                # one manifest list per expired snapshot (Iceberg names them snap-<id>-...avro)
+                self.manifest_lists += path.rsplit("/", 1)[-1].startswith("snap-")
+
+    class Java:
+        implements = ["java.util.function.Consumer"]
+
+
+def expire_snapshots(spark, name: str, cutoff: datetime) -> dict[str, int]:
+    """Iceberg's core `ExpireSnapshots` (the Java API), not the `expire_snapshots` procedure.
+
+    Why: the procedure (a Spark action) lists every file reachable from every snapshot before
+    and after the expiry as Spark jobs and deletes the difference; on a streaming table of
+    hundreds of one-manifest commits that planning is most of its time (benchmarks/maintenance.py
+    measures both on the same table). The core API reads the manifest lists and manifests on the
+    driver with a thread pool and deletes in parallel. Both commit the same metadata change,
+    retried by Iceberg on a concurrent commit, and keep `retain_last` = 1."""
+    from pyspark.java_gateway import ensure_callback_server_started
+
+    jvm = spark._jvm
+    ensure_callback_server_started(spark.sparkContext._gateway)  # deleteWith calls back into Python
+    table = jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, name)
+    pool = jvm.java.util.concurrent.Executors.newFixedThreadPool(CONCURRENT_DELETES)
+    deleted = _CountingDelete(table.io())
+    older_than = int(cutoff.timestamp() * 1000)
+    try:
+        expired = (table.expireSnapshots().expireOlderThan(older_than).retainLast(1)
+                   .deleteWith(deleted).executeDeleteWith(pool).planWith(pool))
+        # Naming one snapshot that expires anyway (the oldest) makes Iceberg clean up by
+        # reachability, as the procedure does, instead of incrementally: the incremental cleanup
+        # keeps the files a retained snapshot removed (the compaction's, just committed) until that
+        # snapshot expires too, a run later.
+        oldest = min(table.snapshots(), key=lambda snapshot: snapshot.timestampMillis(), default=None)
+        current = table.currentSnapshot()
+        if oldest is not None and oldest.timestampMillis() < older_than and current is not None \
+                and oldest.snapshotId() != current.snapshotId():
+            expired = expired.expireSnapshotId(oldest.snapshotId())
+        expired.commit()
+    finally:
+        pool.shutdown()
+    return {"snapshots": deleted.manifest_lists, "data_files": deleted.data, "metadata_files": deleted.metadata}
+
+
 def _spark_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
@@ -132,9 +193,7 @@ def maintain(spark, settings: Settings, table: Table, *, orphans: bool = True) -
     manifests = _call(spark, f"CALL {catalog}.system.rewrite_manifests(table => '{table.value}')")
     timed("rewrite_manifests")
     cutoff = expire_cutoff(spark, settings, table, name)
-    expired = _call(spark, f"CALL {catalog}.system.expire_snapshots(table => '{table.value}', "
-                           f"older_than => TIMESTAMP '{_spark_time(cutoff)}', retain_last => 1, "
-                           f"max_concurrent_deletes => {CONCURRENT_DELETES})")
+    expired = expire_snapshots(spark, name, cutoff)
     timed("expire_snapshots")
     removed = 0
     if orphans:
@@ -149,8 +208,8 @@ def maintain(spark, settings: Settings, table: Table, *, orphans: bool = True) -
         "rewritten_files": int(rewrite[0]["rewritten_data_files_count"]) if rewrite else 0,
         "added_files": int(rewrite[0]["added_data_files_count"]) if rewrite else 0,
         "rewritten_manifests": int(manifests[0]["rewritten_manifests_count"]) if manifests else 0,
-        "expired_snapshots": int(expired[0]["deleted_manifest_lists_count"]) if expired else 0,
-        "expired_data_files": int(expired[0]["deleted_data_files_count"]) if expired else 0,
+        "expired_snapshots": expired["snapshots"],
+        "expired_data_files": expired["data_files"],
         "orphan_files_removed": removed,
         "expired_before": cutoff.isoformat(),
         "seconds": round(time.perf_counter() - began, 2), "step_seconds": steps,
@@ -187,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-orphans", action="store_true", help="skip remove_orphan_files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # a line per deleteWith callback otherwise
     settings = get_settings()
     tables = parse_tables(args.tables, args.namespace)
     existing = iceberg_catalog(settings)

@@ -91,6 +91,33 @@ def test_the_exporter_reports_each_tables_snapshot_and_freshness_on_the_calendar
     assert behind and float(behind[0]["value"][1]) == sessions_behind(latest) > 0  # old data: late
 
 
+def test_a_scrape_rereads_a_tables_metadata_only_after_a_commit_changed_it(market_data, settings, spark,
+                                                                          monkeypatch):
+    """The exporter's scrape cost does not grow with the lake: an unchanged table is not read."""
+    from tickerlake.core.names import Table
+    from tickerlake.monitoring import exporter
+
+    reads: list[Table] = []
+    real = exporter.read_figures
+    monkeypatch.setattr(exporter, "read_figures", lambda catalog, table: reads.append(table) or real(catalog, table))
+    collector = exporter.LakeCollector(settings)
+
+    def samples() -> dict:
+        return {(m.name, tuple(sorted(s.labels.items()))): s.value for m in collector.collect()
+                for s in m.samples if m.name.startswith(("tickerlake_table", "tickerlake_dataset"))}
+
+    first = samples()
+    assert Table.BARS_1D in reads and first[("tickerlake_table_rows", (("table", "processed.bars_1d"),))] > 0
+    reads.clear()
+    assert samples() == first and reads == []  # nothing committed in between: nothing read
+    name = f"{settings.iceberg.catalog}.{Table.ANOMALIES}"
+    spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ('tickerlake.test-touch' = 'x')")  # a commit
+    try:
+        assert samples() == first and reads == [Table.ANOMALIES]  # only the table whose metadata moved
+    finally:
+        spark.sql(f"ALTER TABLE {name} UNSET TBLPROPERTIES ('tickerlake.test-touch')")
+
+
 FAILING_DAG = '''
 """A DAG whose only task fails (the notification test's probe)."""
 import pendulum

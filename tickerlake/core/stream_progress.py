@@ -26,18 +26,21 @@ def read_progress(s3) -> dict | None:
     return json.loads(body.read())
 
 
-def kafka_lag(settings: Settings, positions: dict[int, int]) -> dict[int, int]:
-    """Records in the topic past `positions` (the next offset to read), per partition."""
+def kafka_lag(settings: Settings, positions: dict[int, int], consumer=None) -> dict[int, int]:
+    """Records in the topic past `positions` (the next offset to read), per partition; with a
+    consumer of the caller's (kept open between calls), else one of its own for this call."""
     from kafka import TopicPartition
 
     from tickerlake.core.clients import kafka_consumer
 
-    consumer = kafka_consumer(settings.kafka, group_id=None)
+    own = consumer is None
+    consumer = consumer or kafka_consumer(settings.kafka, group_id=None)
     try:
         partitions = consumer.partitions_for_topic(Topic.TICKS.value) or set()
         ends = consumer.end_offsets([TopicPartition(Topic.TICKS.value, p) for p in partitions])
     finally:
-        consumer.close()
+        if own:
+            consumer.close()
     return {tp.partition: end - positions.get(tp.partition, 0) for tp, end in ends.items()}
 
 

@@ -11,6 +11,12 @@ scrape reads, and writes nothing:
 - how many closed sessions each processed bar table is behind (the exchange calendar: a
   weekend or a holiday is not late).
 
+A scrape's cost does not grow with the lake: the clients (S3, Kafka, the catalog's connection
+pool) are kept between scrapes and rebuilt only after a section failed, and one catalog query
+gives every table's metadata location: a table's metadata is read again only when a commit
+changed it (a streaming table's metadata file grows with its snapshots, and the freshness reads
+its manifests).
+
 Batch runs push their own figures to the Pushgateway (tickerlake/core/metrics.py). A section that
 cannot be read (the broker is down, a table does not exist yet) is skipped and counted in
 `tickerlake_exporter_section_errors`, so one outage never blanks the whole scrape.
@@ -19,10 +25,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -53,32 +60,55 @@ def _gauge(name: str, doc: str, value: float | None, labels: dict[str, str] | No
     return family
 
 
+class TableFigures(NamedTuple):
+    """What the exporter publishes of one table, as of one metadata file."""
+
+    committed_at: float | None
+    rows: float
+    data_files: float
+    latest_session: date | None  # FRESHNESS_TABLES only
+
+
 class LakeCollector(Collector):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.errors: dict[str, int] = {}
+        self._clients: dict[str, Any] = {}
+        self._figures: dict[Table, tuple[str, TableFigures]] = {}  # by the metadata location read
+        self._lock = threading.Lock()  # the HTTP server scrapes from a thread per request
+
+    def _client(self, name: str, build):
+        if name not in self._clients:
+            self._clients[name] = build()
+        return self._clients[name]
 
     def collect(self) -> Iterator:
+        with self._lock:
+            return iter(self._collect())
+
+    def _collect(self) -> list:
+        families = []
         for section in (self._stream, self._tables, self._freshness):
             try:
-                yield from list(section())
+                families += list(section())
             except Exception as exc:  # noqa: BLE001 - a section that cannot be read is skipped
                 name = section.__name__.strip("_")
                 self.errors[name] = self.errors.get(name, 0) + 1
+                self._clients.clear()  # a restarted service: connect afresh next time
                 log.debug("section %s: %s", name, exc)
         errors = CounterMetricFamily("tickerlake_exporter_section_errors",
                                      "scrapes in which a section could not be read", labels=["section"])
         for name, count in sorted(self.errors.items()):
             errors.add_metric([name], count)
-        yield errors
+        return families + [errors]
 
     def _stream(self) -> Iterator:
-        from tickerlake.core.clients import s3_client
+        from tickerlake.core.clients import kafka_consumer, s3_client
 
         running = PidFile(pid_path(self.settings, STREAM_JOB)).running_pid() is not None
         yield _gauge("tickerlake_stream_job_up", "1 while the streaming job's process runs",
                      1 if running else 0)
-        progress = read_progress(s3_client(self.settings.s3))
+        progress = read_progress(self._client("s3", lambda: s3_client(self.settings.s3)))
         if progress is None:
             return
         counters = progress.get("counters") or {}
@@ -102,44 +132,73 @@ class LakeCollector(Collector):
                      duration / 1000.0 if duration is not None else None)
         lag = GaugeMetricFamily("tickerlake_stream_lag_records",
                                 "records in the topic past the job's committed offsets", labels=["partition"])
-        for partition, records in sorted(kafka_lag(self.settings, kafka_source_positions(progress)).items()):
+        consumer = self._client("kafka", lambda: kafka_consumer(self.settings.kafka, group_id=None))
+        for partition, records in sorted(kafka_lag(self.settings, kafka_source_positions(progress),
+                                                   consumer=consumer).items()):
             lag.add_metric([str(partition)], records)
         yield lag
 
-    def _tables(self) -> Iterator:
+    def _table_figures(self) -> dict[Table, TableFigures]:
+        """Every existing table's figures, its metadata read only if it changed since last time."""
+        from pyiceberg.catalog.sql import IcebergTables
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
         from tickerlake.core.iceberg import iceberg_catalog
 
-        catalog = iceberg_catalog(self.settings)
+        catalog = self._client("catalog", lambda: iceberg_catalog(self.settings))
+        # the JDBC catalog's own table (Spark's JdbcCatalog and pyiceberg's SqlCatalog share it)
+        with Session(catalog.engine) as session:
+            locations = {f"{ns}.{name}": location for ns, name, location in session.execute(
+                select(IcebergTables.table_namespace, IcebergTables.table_name, IcebergTables.metadata_location)
+                .where(IcebergTables.catalog_name == catalog.name))}
+        figures = {}
+        for table in Table:
+            location = locations.get(table.value)
+            if location is None:
+                continue
+            cached = self._figures.get(table)
+            if cached is None or cached[0] != location:
+                cached = (location, read_figures(catalog, table))
+                self._figures[table] = cached
+            figures[table] = cached[1]
+        return figures
+
+    def _tables(self) -> Iterator:
         committed = GaugeMetricFamily("tickerlake_table_last_commit_timestamp_seconds",
                                       "the table's current snapshot time (Unix time)", labels=["table"])
         rows = GaugeMetricFamily("tickerlake_table_rows", "rows in the current snapshot", labels=["table"])
         files = GaugeMetricFamily("tickerlake_table_data_files", "data files in the current snapshot",
                                   labels=["table"])
-        for table in Table:
-            if not catalog.table_exists(table.value):
+        for table, figures in self._table_figures().items():
+            if figures.committed_at is None:
                 continue
-            snapshot = catalog.load_table(table.value).current_snapshot()
-            if snapshot is None:
-                continue
-            summary: Any = snapshot.summary or {}  # pyiceberg's Summary: .get, not a dict
-            committed.add_metric([table.value], snapshot.timestamp_ms / 1000.0)
-            rows.add_metric([table.value], float(summary.get("total-records") or 0))
-            files.add_metric([table.value], float(summary.get("total-data-files") or 0))
+            committed.add_metric([table.value], figures.committed_at)
+            rows.add_metric([table.value], figures.rows)
+            files.add_metric([table.value], figures.data_files)
         yield from (committed, rows, files)
 
     def _freshness(self) -> Iterator:
-        from tickerlake.core.iceberg import iceberg_catalog
         from tickerlake.core.market import sessions_behind
 
-        catalog = iceberg_catalog(self.settings)
         behind = GaugeMetricFamily("tickerlake_dataset_sessions_behind",
                                    "closed exchange sessions missing after the table's latest one",
                                    labels=["table"])
-        for table in FRESHNESS_TABLES:
-            latest = latest_session(catalog, table) if catalog.table_exists(table.value) else None
-            if latest is not None:  # an empty table has no freshness yet (and no target missed)
-                behind.add_metric([table.value], sessions_behind(latest))
+        for table, figures in self._table_figures().items():
+            if figures.latest_session is not None:  # an empty table has no freshness yet (no target missed)
+                behind.add_metric([table.value], sessions_behind(figures.latest_session))
         yield behind
+
+
+def read_figures(catalog, table: Table) -> TableFigures:
+    """One table's figures from its current snapshot's summary (and partitions, for freshness)."""
+    snapshot = catalog.load_table(table.value).current_snapshot()
+    if snapshot is None:
+        return TableFigures(None, 0.0, 0.0, None)
+    summary: Any = snapshot.summary or {}  # pyiceberg's Summary: .get, not a dict
+    return TableFigures(snapshot.timestamp_ms / 1000.0, float(summary.get("total-records") or 0),
+                        float(summary.get("total-data-files") or 0),
+                        latest_session(catalog, table) if table in FRESHNESS_TABLES else None)
 
 
 def latest_session(catalog, table: Table) -> date | None:
