@@ -10,7 +10,8 @@ and the data generation in child processes, so that their memory is free before 
 takes its heap: at 10M bars both need several GB):
 
 - spark: `spark_jobs.transform_bars.run` (local[2]): validation + quarantine, dedup, indicators,
-  Parquet by date, Iceberg MERGE of bars and anomalies;
+  Iceberg MERGE of bars and anomalies (the one copy of the processed data; a first load is one
+  append);
 - baseline: pandas + TA-Lib in one process: the same raw objects read with boto3, the same
   validation and dedup, TA-Lib indicators per symbol, Parquet by date written with pyarrow
   (no Iceberg: the baseline has no table format, so it does strictly less work).

@@ -5,8 +5,14 @@ from airflow.sdk import Param, dag, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from ingestion.backfill import DEFAULT_SYMBOLS, plan_jobs, run_job
+from ingestion.sources.base import SourceName
 from tickerlake.orchestration.assets import RAW_OHLCV
-from tickerlake.orchestration.dag_helpers import DEFAULT_ARGS, START_DATE, interval_from_context
+from tickerlake.orchestration.dag_helpers import (
+    DEFAULT_ARGS,
+    HISTORY_START_DATE,
+    interval_from_context,
+    source_options,
+)
 
 DOC = """
 ### ohlcv_backfill
@@ -21,21 +27,27 @@ date), so a rerun overwrites exactly the same objects with the same bytes.
 - Emits the `raw_ohlcv` asset (with source, interval, start, end in the event's extra);
   `ohlcv_transform` is scheduled on it.
 
-Sources: `synthetic` (deterministic, offline default), `yfinance`, `csv` (`csv_directory`).
+Sources: `synthetic` (deterministic, offline default), `yfinance`, `alphavantage` (key: the
+`alphavantage_default` connection's password or `TICKERLAKE_ALPHAVANTAGE_API_KEY`), `csv`
+(`csv_directory`: tickerlake's layout or the usual one-file-per-symbol download). A requested
+symbol the source returned no bar of is a warning in the task log and listed in its result.
+
+Any past date from 1980 on can be backfilled (`airflow dags test ohlcv_backfill 1995-03-01`, or
+`start`/`end`); session dates are each symbol's exchange's (`VOD.L`: London).
 """
 
 
 @dag(
     dag_id="ohlcv_backfill",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=START_DATE,
+    start_date=HISTORY_START_DATE,
     catchup=False,
     max_active_runs=4,
     default_args=DEFAULT_ARGS,
     doc_md=DOC,
     tags=["tickerlake", "batch", "raw"],
     params={
-        "source": Param("synthetic", enum=["synthetic", "yfinance", "csv"]),
+        "source": Param("synthetic", enum=[s.value for s in SourceName]),
         "interval": Param("1d", enum=["1d", "1m"]),
         "symbols": Param(list(DEFAULT_SYMBOLS), type="array", minItems=1),
         "batch_size": Param(2, type="integer", minimum=1),
@@ -55,8 +67,7 @@ def ohlcv_backfill():
 
     @task(max_active_tis_per_dagrun=4)
     def backfill_batch(job: dict, params=None) -> dict:
-        options = {"directory": params["csv_directory"]} if job["source"] == "csv" else {}
-        return run_job(job, options)
+        return run_job(job, source_options(job["source"], params["csv_directory"]))
 
     @task(outlets=[RAW_OHLCV])
     def publish(results: list[dict], jobs: list[dict], outlet_events=None) -> dict:

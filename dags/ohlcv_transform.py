@@ -5,10 +5,11 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from ingestion.sources.base import SourceName
 from tickerlake.orchestration.assets import PROCESSED_BARS, RAW_OHLCV
 from tickerlake.orchestration.dag_helpers import (
     DEFAULT_ARGS,
-    START_DATE,
+    HISTORY_START_DATE,
     jobs_from_asset_events,
     spark_submit_options,
     transform_args,
@@ -26,7 +27,7 @@ the triggering events, over the union of their ranges:
    `s3://processed/bars/...` and MERGE into the Iceberg tables `processed.bars_<interval>` and
    `processed.anomalies`. Rerunning an interval changes nothing.
 2. **quality_gate** (great-expectations): schema, non-null keys, unique (symbol, timestamp), OHLC
-   invariants, value ranges, freshness against the NYSE calendar. A failed expectation fails the
+   invariants, value ranges, freshness against each symbol's exchange calendar. A failed expectation fails the
    task; the result JSON is stored at `s3://processed/quality/...`.
 3. **alert_anomalies**: an anomaly on a symbol's latest bar raises one alert in Alertmanager per
    (symbol, bar), recorded in a ledger so that a rerun of the interval sends none.
@@ -39,14 +40,14 @@ A manual run (no asset event) takes `source`, `interval`, `start`, `end` from it
 @dag(
     dag_id="ohlcv_transform",
     schedule=[RAW_OHLCV],
-    start_date=START_DATE,
+    start_date=HISTORY_START_DATE,
     catchup=False,
     max_active_runs=1,  # intervals of one table are merged one run at a time
     default_args=DEFAULT_ARGS,
     doc_md=DOC,
     tags=["tickerlake", "batch", "processed", "spark"],
     params={
-        "source": Param("synthetic", enum=["synthetic", "yfinance", "csv"]),
+        "source": Param("synthetic", enum=[s.value for s in SourceName]),
         "interval": Param("1d", enum=["1d", "1m"]),
         "start": Param(None, type=["null", "string"], format="date"),
         "end": Param(None, type=["null", "string"], format="date", description="exclusive"),

@@ -5,6 +5,7 @@ interval writes byte-identical objects to the same keys.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,8 +15,10 @@ import pandas as pd
 
 from ingestion.sources.base import MarketDataSource
 from tickerlake.core.datasets import OHLCV_COLUMNS, BarInterval
-from tickerlake.core.market import EXCHANGE_TZ
+from tickerlake.core.market import session_dates
 from tickerlake.core.names import Bucket, invalid_symbols, raw_ohlcv_key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class BackfillResult:
     objects: int
     rows: int
     keys: tuple[str, ...]
+    missing: tuple[str, ...] = ()  # requested symbols the source returned no bar of
 
 
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
@@ -31,10 +35,6 @@ def to_csv_bytes(frame: pd.DataFrame) -> bytes:
     out["timestamp"] = [t.isoformat() if isinstance(t, pd.Timestamp) and not pd.isna(t) else ""
                         for t in out["timestamp"]]
     return out.to_csv(index=False, lineterminator="\n").encode()
-
-
-def session_dates(frame: pd.DataFrame) -> pd.Series:
-    return pd.to_datetime(frame["timestamp"], utc=True).dt.tz_convert(EXCHANGE_TZ).dt.date
 
 
 def backfill(source: MarketDataSource, symbols: Sequence[str], start: date, end: date,
@@ -46,18 +46,24 @@ def backfill(source: MarketDataSource, symbols: Sequence[str], start: date, end:
         frame = pd.concat([frame.astype(object), extra_rows.reindex(columns=OHLCV_COLUMNS).astype(object)],
                           ignore_index=True)
     keys = []
+    returned = set(frame["symbol"].dropna().astype(str)) if not frame.empty else set()
+    missing = tuple(s for s in symbols if s not in returned)
+    if missing:
+        log.warning("%s returned no %s bar of %s in %s..%s (end exclusive): unknown symbol, no session "
+                    "in the range, or no file of that interval", source.name.value, BarInterval(interval).value,
+                    ", ".join(missing), start, end)
     if frame.empty:
-        return BackfillResult(0, 0, ())
+        return BackfillResult(0, 0, (), missing)
     # A bad row may lack its symbol or timestamp: it goes with the file it was appended for.
     symbol = frame["symbol"].ffill() if frame["symbol"].isna().any() else frame["symbol"]
-    days = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce").dt.tz_convert(EXCHANGE_TZ).dt.date
-    days = days.ffill()
+    # the session date in the symbol's exchange's time zone (tickerlake/core/market.py)
+    days = session_dates(frame["timestamp"], symbol).ffill()
     for (sym, day), part in frame.groupby([symbol, days], sort=True):
         key = raw_ohlcv_key(BarInterval(interval).value, source.name.value, str(sym), str(day))
         s3.put_object(Bucket=Bucket.RAW.value, Key=key, Body=to_csv_bytes(part),
                       ContentType="text/csv")
         keys.append(key)
-    return BackfillResult(len(keys), len(frame), tuple(keys))
+    return BackfillResult(len(keys), len(frame), tuple(keys), missing)
 
 
 # --- What the backfill DAG wires together ------------------------------------------------------
@@ -126,4 +132,5 @@ def run_job(job: dict, source_options: dict | None = None) -> dict:
                                 "batch": job["symbols"][0] if job["symbols"] else "none"},
              rows=result.rows, seconds=time.monotonic() - began, partitions=result.objects,
              settings=get_settings().monitoring)
-    return {"objects": result.objects, "rows": result.rows, "symbols": job["symbols"]}
+    return {"objects": result.objects, "rows": result.rows, "symbols": job["symbols"],
+            "missing": list(result.missing)}

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tickerlake.core.market import EXCHANGE_TZ
+from tickerlake.core.market import session_dates
 
 ZSCORE_WINDOW = 20
 ZSCORE_LIMIT = 3.0
@@ -142,7 +142,7 @@ def compute(bars: pd.DataFrame, interval: str) -> pd.DataFrame:
         stamps = pd.to_datetime(df["timestamp"])
         if stamps.dt.tz is None:  # Spark's applyInPandas hands over naive UTC (session time zone)
             stamps = stamps.dt.tz_localize("UTC")
-        session = stamps.dt.tz_convert(EXCHANGE_TZ).dt.date
+        session = session_dates(stamps, df["symbol"])  # in the symbol's exchange's time zone
         pv = pd.Series(typical * volume).groupby(session).cumsum()
         vol = pd.Series(volume).groupby(session).cumsum()
         df["vwap"] = (pv / vol).to_numpy()

@@ -13,9 +13,10 @@ For the sessions in [start, end):
 4. prepends each symbol's last `--lookback-bars` processed bars before `start` (from Iceberg), so
    the recursive indicators continue where the previous interval ended;
 5. computes the indicators per symbol in time order (spark_jobs/indicators.py, TA-Lib's rules);
-6. writes Parquet partitioned by date to `processed/bars/interval=.../` (the interval's dates are
-   replaced) and MERGEs into the Iceberg tables `processed.bars_<interval>` and
-   `processed.anomalies` (scoped to the interval): a rerun changes nothing.
+6. MERGEs into the Iceberg tables `processed.bars_<interval>` and `processed.anomalies` (scoped
+   to the interval; a first load is one append), the one copy of the processed data: a rerun
+   changes nothing. Repaired bars (open/close slightly outside [low, high]) are recorded in
+   `processed/repairs/...`, quarantined rows in `processed/quarantine/...` (Parquet by date).
 
 Prints one JSON line with the counts (the transform DAG logs it).
 """
@@ -28,18 +29,17 @@ import sys
 import time
 from datetime import date, timedelta
 
-from tickerlake.core.datasets import ANOMALIES, BARS, OHLCV_COLUMNS, OHLCV_RAW_DDL, BarInterval
+from tickerlake.core.datasets import ANOMALIES, BARS, OHLCV_COLUMNS, OHLCV_RAW_DDL, REPAIRED_OHLCV, BarInterval
 from tickerlake.core.errors import TickerlakeError, one_line_errors
-from tickerlake.core.iceberg import merge_into
-from tickerlake.core.market import EXCHANGE_TZ
+from tickerlake.core.iceberg import current_snapshot, merge_into
+from tickerlake.core.market import spark_session_tz
 from tickerlake.core.names import (
     SYMBOL_PATTERN,
     Bucket,
     Table,
-    processed_anomalies_prefix,
-    processed_bars_prefix,
     quarantine_prefix,
     raw_ohlcv_source_prefix,
+    repairs_prefix,
 )
 from tickerlake.core.s3 import iter_keys
 from tickerlake.core.settings import get_settings
@@ -47,6 +47,9 @@ from tickerlake.core.settings import get_settings
 PRICES = ("open", "high", "low", "close", "adj_close")
 CORRUPT = "_corrupt_record"  # Spark's column for a CSV row it could not split into the schema
 NUMBERS = (*PRICES, "volume", "dividends", "stock_splits")
+# Open or close above the high (below the low) by at most this share of it: the bar is kept with
+# its range widened (recorded in processed/repairs/); by more: quarantined (docs/batch.md).
+OHLC_REPAIR_TOLERANCE = 0.01
 # Enough bars that EMA/RSI/ATR seeds older than the lookback weigh less than 1e-15.
 DEFAULT_LOOKBACK_BARS = 600
 
@@ -93,6 +96,7 @@ def validate(raw):
         target = "bigint" if column == "volume" else "double"
         typed = typed.withColumn(f"_{column}", F.col(f"_{column}_double").cast(target))
     file_date = F.to_date(F.regexp_extract("source_file", r"date=(\d{4}-\d{2}-\d{2})", 1))
+    top, bottom = F.greatest("_open", "_close"), F.least("_open", "_close")
     rules = [
         (F.col(CORRUPT).isNotNull(), F.lit(f"malformed CSV row: not {len(OHLCV_COLUMNS)} fields")),
         (F.col("symbol").isNull() | (F.trim("symbol") == ""), F.lit("null symbol")),
@@ -117,19 +121,30 @@ def validate(raw):
         (F.least(*[F.col(f"_{c}") for c in ("open", "high", "low", "close")]) < 0, F.lit("negative price")),
         (F.col("_volume") < 0, F.lit("negative volume")),
         (F.col("_high") < F.col("_low"), F.lit("high < low")),
-        ((F.greatest("_open", "_close") > F.col("_high")) | (F.least("_open", "_close") < F.col("_low")),
-         F.lit("open/close outside [low, high]")),
+        ((top - F.col("_high") > OHLC_REPAIR_TOLERANCE * F.col("_high"))
+         | (F.col("_low") - bottom > OHLC_REPAIR_TOLERANCE * F.col("_low")),
+         F.lit(f"open/close outside [low, high] by more than {OHLC_REPAIR_TOLERANCE:.0%}")),
     ]
     reason = F.lit(None).cast("string")
     for condition, text in reversed(rules):
         reason = F.when(condition, text).otherwise(reason)
-    return typed.withColumn("reason", reason).drop(*[f"_{c}_double" for c in NUMBERS])
+    # Kept, repaired: open or close slightly outside [low, high] (vendors' rounding, an auction
+    # print). Dropping the bar would leave a hole that shifts every indicator after it; the range
+    # is widened to include them instead and the repair is recorded with the original values.
+    repair = F.when(reason.isNull() & ((top > F.col("_high")) | (bottom < F.col("_low"))), F.concat_ws(
+        "; ", F.when(top > F.col("_high"), F.format_string("high %s widened to %s", F.col("high"), top)),
+        F.when(bottom < F.col("_low"), F.format_string("low %s widened to %s", F.col("low"), bottom))))
+    return (typed.withColumn("reason", reason).withColumn("repair", repair)
+            .withColumn("_high", F.greatest("_high", F.when(F.col("repair").isNotNull(), top)))
+            .withColumn("_low", F.least("_low", F.when(F.col("repair").isNotNull(), bottom)))
+            .drop(*[f"_{c}_double" for c in NUMBERS]))
 
 
 def session_date(column):
+    """The session date: the bar's time in its symbol's exchange's time zone (core/market.py)."""
     from pyspark.sql import functions as F
 
-    return F.to_date(F.from_utc_timestamp(column, EXCHANGE_TZ))
+    return F.to_date(F.from_utc_timestamp(column, F.expr(spark_session_tz("symbol"))))
 
 
 def ensure_tables(spark, interval: str) -> tuple[str, str]:
@@ -144,11 +159,16 @@ def ensure_tables(spark, interval: str) -> tuple[str, str]:
 
 def replace_partitions(frame, bucket: Bucket, prefix: str, days: list[date], s3) -> None:
     """Replace the Parquet of exactly these dates: delete their objects, then append. A crash in
-    between leaves a gap that the rerun fills; nothing is ever doubled."""
-    for day in days:
-        keys = [{"Key": key} for key in iter_keys(s3, bucket.value, f"{prefix}date={day.isoformat()}/")]
-        for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
-            s3.delete_objects(Bucket=bucket.value, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
+    between leaves a gap that the rerun fills; nothing is ever doubled. The dates' objects are
+    found by one listing of their key range (keys sort by date), not a listing per date."""
+    wanted = {f"date={day.isoformat()}" for day in days}
+    # from just after the day before the first ("~" sorts after "/"), to the last day's end
+    start_after = f"{prefix}date={min(days) - timedelta(days=1)}~" if days else ""
+    keys = [{"Key": key} for key in iter_keys(s3, bucket.value, prefix, start_after=start_after,
+                                              until=f"{prefix}date={max(days)}/~")
+            if key[len(prefix):].split("/", 1)[0] in wanted] if days else []
+    for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+        s3.delete_objects(Bucket=bucket.value, Delete={"Objects": keys[i:i + 1000], "Quiet": True})
     if frame is not None:
         # One file per date: fewer, larger objects for readers (and fewer S3 commits here).
         frame.repartition("date").write.mode("append").partitionBy("date").parquet(bucket.s3a(prefix))
@@ -202,6 +222,14 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
         bad_count = bad.count()
         replace_partitions(bad if bad_count else None, Bucket.PROCESSED, quarantine_prefix(interval), days, s3)
 
+    repaired = (checked.where(F.col("reason").isNull() & F.col("repair").isNotNull()).where(in_interval)
+                .select(*REPAIRED_OHLCV.column_names[:-1])
+                .withColumn("repaired_for", F.lit(f"{args.start}..{args.end}")))
+    with _timed(timings, "repairs"):
+        repaired_count = repaired.count()
+        replace_partitions(repaired if repaired_count else None, Bucket.PROCESSED, repairs_prefix(interval),
+                           days, s3)
+
     good = checked.where(F.col("reason").isNull()).where(in_interval).select(
         F.col("symbol"), F.col("ts").alias("timestamp"),
         *[F.col(f"_{c}").alias(c) for c in NUMBERS], F.col("source"), F.col("date"),
@@ -237,10 +265,10 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
     # Every later stage reads `result` only: give it the memory the raw rows held (at 10M bars
     # both no longer fit an 8 GB driver, and blocks go to disk and back).
     checked.unpersist()
-    with _timed(timings, "parquet"):
-        replace_partitions(result, Bucket.PROCESSED, processed_bars_prefix(interval), days, s3)
     with _timed(timings, "iceberg_bars"):
-        bars_merge = merge_into(result, bars_table, BARS.keys, scope=_scope(args))
+        # the one copy: Iceberg (the gate and the warehouse read its snapshots)
+        bars_merge = merge_into(result, bars_table, BARS.keys, scope=_scope(args), unique=True,
+                                clustered_by=BARS.partitioned_by)
 
     anomalies = (result.where("is_return_anomaly OR is_volume_spike")
                  .withColumn("kind", F.explode(F.filter(F.array(
@@ -248,21 +276,18 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
                      F.when(F.col("is_volume_spike"), F.lit("volume_spike"))), lambda k: k.isNotNull())))
                  .withColumn("interval", F.lit(interval))
                  .select(*ANOMALIES.column_names))
-    with _timed(timings, "parquet_anomalies"):
-        # The same rows as the Iceberg table, for the warehouse load; `interval` is in the path.
-        replace_partitions(anomalies.drop("interval"), Bucket.PROCESSED,
-                           processed_anomalies_prefix(interval), days, s3)
     with _timed(timings, "iceberg_anomalies"):
         anomalies_merge = merge_into(anomalies, anomalies_table, ANOMALIES.keys,
-                                     scope=f"`interval` = '{interval}' AND {_scope(args)}")
+                                     scope=f"`interval` = '{interval}' AND {_scope(args)}", unique=True,
+                                     clustered_by=ANOMALIES.partitioned_by)
     summary = {
         "interval": interval, "source": args.source, "start": args.start.isoformat(),
         "end": args.end.isoformat(), "raw_files": len(paths), "rows": rows,
-        "quarantined": bad_count, "duplicates_dropped": duplicates,
+        "quarantined": bad_count, "repaired": repaired_count, "duplicates_dropped": duplicates,
         "anomalies": anomalies.count(), "iceberg_upserted": bars_merge.upserted,
         "iceberg_deleted": bars_merge.deleted, "anomalies_upserted": anomalies_merge.upserted,
         "bars_table": bars_table, "anomalies_table": anomalies_table,
-        "parquet": Bucket.PROCESSED.s3a(processed_bars_prefix(interval)),
+        "bars_snapshot": current_snapshot(spark, bars_table),
         "quarantine": Bucket.PROCESSED.s3a(quarantine_prefix(interval)),
         "seconds": timings,
     }

@@ -1,4 +1,4 @@
-"""The batch lane on the real stack: backfill -> Spark transform -> Parquet + Iceberg -> gate."""
+"""The batch lane on the real stack: backfill -> Spark transform -> Iceberg -> gate."""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +13,7 @@ import talib
 from ingestion.backfill import backfill
 from ingestion.sources.synthetic import BAD_ROW_KINDS, SyntheticMarket
 from spark_jobs import transform_bars
-from tickerlake.core.names import Bucket, Table, processed_bars_prefix, quarantine_prefix, raw_ohlcv_key
+from tickerlake.core.names import Bucket, Table, quarantine_prefix, raw_ohlcv_key
 
 pytestmark = pytest.mark.spark
 
@@ -48,15 +48,16 @@ def lake(stack, settings, spark, s3):
     return {"history": history, "day": day, "bad": bad}
 
 
-def test_history_lands_in_parquet_and_iceberg(lake, spark, settings):
+def test_history_lands_in_iceberg_only(lake, spark, settings, s3):
     sessions = len(MARKET.bars(["AAA"], *HISTORY, "1d"))
     assert lake["history"]["rows"] == sessions * len(SYMBOLS)
     assert lake["history"]["quarantined"] == 0
-    parquet = spark.read.parquet(Bucket.PROCESSED.s3a(processed_bars_prefix("1d")))
     ours = f"date < DATE'{DAY}' AND symbol IN ('AAA', 'BBB')"  # other tests write other symbols
-    assert parquet.where(ours).count() == sessions * len(SYMBOLS)
     iceberg = spark.table(f"{settings.iceberg.catalog}.{Table.BARS_1D.value}")
     assert iceberg.where(ours).count() == sessions * len(SYMBOLS)
+    # the first load was one append (its count from the commit), and there is no Parquet copy
+    assert lake["history"]["iceberg_upserted"] == sessions * len(SYMBOLS)
+    assert not s3.list_objects_v2(Bucket=Bucket.PROCESSED.value, Prefix="bars/", MaxKeys=1).get("Contents")
 
 
 def test_spark_output_equals_talib_including_the_incremental_day(lake, spark, settings):
@@ -83,11 +84,9 @@ def test_bad_rows_land_in_quarantine_with_reasons_and_nowhere_else(lake, spark, 
     assert sorted(quarantine["reason"]) == sorted(BAD_ROW_KINDS.values())
     assert set(quarantine["source_file"].str.rsplit("/", n=3).str[-3]) == {"symbol=AAA"}
     bad_stamps = {t for t in lake["bad"]["timestamp"].dropna()}
-    for frame in (spark.read.parquet(Bucket.PROCESSED.s3a(processed_bars_prefix("1d"))),
-                  spark.table(f"{settings.iceberg.catalog}.{Table.BARS_1D.value}")):
-        day = frame.where(f"date = DATE'{DAY}'").toPandas()
-        assert sorted(day["symbol"]) == SYMBOLS  # one good bar each: no bad row, no duplicate
-        assert not set(pd.to_datetime(day["timestamp"], utc=True)) & bad_stamps
+    day = spark.table(f"{settings.iceberg.catalog}.{Table.BARS_1D.value}").where(f"date = DATE'{DAY}'").toPandas()
+    assert sorted(day["symbol"]) == SYMBOLS  # one good bar each: no bad row, no duplicate
+    assert not set(pd.to_datetime(day["timestamp"], utc=True)) & bad_stamps
 
 
 def test_duplicates_are_dropped(lake):
@@ -97,11 +96,10 @@ def test_duplicates_are_dropped(lake):
 def test_rerunning_an_interval_changes_nothing(lake, spark, settings, s3):
     table = f"{settings.iceberg.catalog}.{Table.BARS_1D.value}"
     anomalies = f"{settings.iceberg.catalog}.{Table.ANOMALIES.value}"
-    parquet = Bucket.PROCESSED.s3a(processed_bars_prefix("1d"))
 
     def state():
         snapshots = [spark.sql(f"SELECT snapshot_id FROM {t}.snapshots").count() for t in (table, anomalies)]
-        return (fingerprint(spark.read.parquet(parquet)), fingerprint(spark.table(table)),
+        return (fingerprint(spark.table(table)),
                 fingerprint(spark.table(anomalies)),
                 fingerprint(spark.read.parquet(Bucket.PROCESSED.s3a(quarantine_prefix("1d")))), snapshots)
 

@@ -6,7 +6,8 @@
 - snowflake: a real account, only when TICKERLAKE_SNOWFLAKE_ACCOUNT is set (skipped otherwise).
 
 Each test writes its own Parquet into the test stack's lake, under its own prefix and dataset
-name, with dates no other test uses, so the shared warehouse tables never mix tests.
+name, with dates no other test uses, so the shared warehouse tables never mix tests (the real
+datasets read Iceberg tables' snapshots; one test checks that listing).
 """
 from __future__ import annotations
 
@@ -59,10 +60,12 @@ def warehouse(request, settings):
 
 
 def _dataset(base, **changes):
-    """A copy of a real dataset under a test-only prefix and name (its own ledger entries)."""
+    """A copy of a real dataset under a test-only prefix and name (its own ledger entries), read as
+    plain Parquet objects under that prefix: the load's mechanics (ledger, reload, check) are the
+    same for both kinds of dataset; the Iceberg listing has its own test below."""
     tag = uuid.uuid4().hex[:8]
     return dataclasses.replace(base, name=f"test_{base.name}_{tag}", prefix=f"wh-tests/{tag}/{base.prefix}",
-                               **changes)
+                               iceberg=None, **changes)
 
 
 def _bars(dataset, day: date, symbols: list[str], close: float = 100.0) -> pa.Table:
@@ -314,13 +317,13 @@ def test_external_stage_copies_name_at_most_a_thousand_files_each():
 
     sf = SnowflakeSettings(account="a", user="u", stage=StageKind.EXTERNAL,
                            external_url="s3://acme-lake-{bucket}/", storage_integration="S3_INT")
-    objects = [LakeObject("processed", f"bars/interval=1d/date=2026-01-02/part-{i:05d}.parquet", "e", 1)
+    objects = [LakeObject("processed", f"iceberg/bars_1d/data/date=2026-01-02/part-{i:05d}.parquet", "e", 1)
                for i in range(2500)]
     statements = copy_statements(sf, Datasets.BARS_DAILY.value, "date=2026-01-02", objects)
     assert [s.count(".parquet'") for s in statements] == [1000, 1000, 500]
-    prefix = "COPY INTO STG_BARS_DAILY FROM @TICKERLAKE_LAKE_PROCESSED/bars/interval=1d/date=2026-01-02/ "
-    assert all(s.startswith(prefix)
-               and "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE" in s for s in statements)
+    prefix = "COPY INTO STG_BARS_DAILY FROM @TICKERLAKE_LAKE_PROCESSED/iceberg/bars_1d/data/date=2026-01-02/ "
+    assert all(s.startswith(prefix) and "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE" in s
+               and "USE_VECTORIZED_SCANNER = TRUE" in s for s in statements)
 
 
 def test_the_backend_follows_the_deployment(settings):

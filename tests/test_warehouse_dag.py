@@ -6,29 +6,28 @@ import io
 import re
 from datetime import UTC, date, datetime
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tickerlake.core.names import Bucket
-from tickerlake.warehouse.datasets import ARROW, Datasets, list_partitions
+from tickerlake.warehouse.datasets import Datasets, list_partitions
 from tickerlake.warehouse.postgres import PostgresWarehouse
 
 DAY = date(1899, 12, 29)  # a date no other test writes
 
 
-def _put_bars(s3, symbols: list[str], close: float) -> str:
-    dataset = Datasets.BARS_DAILY.value
+def _put_bars(spark, settings, symbols: list[str], close: float) -> None:
+    """The day's bars in `processed.bars_1d` as a transform (re)run leaves them: the day's
+    partition replaced in one commit (indicators NULL: the load does not care)."""
+    from spark_jobs.transform_bars import ensure_tables
+    from tickerlake.core.datasets import BARS
+
+    table, _ = ensure_tables(spark, "1d")
     ts = datetime(DAY.year, DAY.month, DAY.day, 14, 30, tzinfo=UTC)
-    values = {"symbol": symbols, "timestamp": [ts] * len(symbols), "source": ["test"] * len(symbols)}
-    table = pa.table({c.lake: pa.array(values.get(c.lake, [None] * len(symbols)), ARROW[c.kind])
-                      for c in dataset.columns})
-    table = table.set_column(table.schema.get_field_index("close"), "close",
-                             pa.array([close] * len(symbols), pa.float64()))
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    key = f"{dataset.prefix}date={DAY}/part-00000-test.parquet"
-    s3.put_object(Bucket=Bucket.PROCESSED.value, Key=key, Body=sink.getvalue())
-    return key
+    given = [{"symbol": s, "timestamp": ts, "open": close, "high": close, "low": close, "close": close,
+              "volume": 1, "source": "test", "date": DAY} for s in symbols]
+    rows = [tuple(row.get(c) for c in BARS.column_names) for row in given]  # the rest NULL
+    frame = spark.createDataFrame(rows, schema=BARS.spark_ddl())
+    spark.sql(f"DELETE FROM {table} WHERE date = DATE'{DAY}'")
+    frame.writeTo(table).append()
 
 
 def _run(settings, when: str) -> str:
@@ -47,11 +46,11 @@ def _loaded(output: str) -> dict[str, int]:
             re.finditer(r"^(\w+)\s+-> \w+\s+loaded (\d+) partition", output, re.MULTILINE)}
 
 
-def test_the_load_dag_loads_once_and_reloads_a_replaced_object_once(stack, settings, s3):
+def test_the_load_dag_loads_once_and_reloads_a_replaced_object_once(stack, settings, s3, spark):
     from minio_init.warehouse import ensure_databases
 
     ensure_databases(settings.pg)
-    _put_bars(s3, ["AAA", "BBB", "CCC"], close=10.0)
+    _put_bars(spark, settings, ["AAA", "BBB", "CCC"], close=10.0)
     first = _loaded(_run(settings, "2026-11-20T00:00:00+00:00"))
     assert set(first) == {d.name for d in Datasets.all()}
     assert first["bars_daily"] >= 1
@@ -74,7 +73,7 @@ def test_the_load_dag_loads_once_and_reloads_a_replaced_object_once(stack, setti
     with PostgresWarehouse(settings.pg) as wh:
         assert {t: wh.count(t) for t in counts} == counts
 
-    _put_bars(s3, ["AAA", "BBB"], close=11.0)  # the transform reran that day: one symbol fewer
+    _put_bars(spark, settings, ["AAA", "BBB"], close=11.0)  # the transform reran that day: one symbol fewer
     third = _loaded(_run(settings, "2026-11-20T00:30:00+00:00"))
     assert third["bars_daily"] == 1 and sum(third.values()) == 1
     with PostgresWarehouse(settings.pg) as wh:

@@ -1,10 +1,11 @@
 """The data-quality gate on processed bars, with great-expectations.
 
-`validate_interval` reads the processed Parquet of [start, end), runs the suite, stores the result
+`run_gate` reads the bars of [start, end) from the processed Iceberg table's current snapshot (by
+id: the one the transform just committed), runs the suite, stores the result with that snapshot id
 as JSON in the lake next to the data (`processed/quality/...`) and returns it. `run_gate` raises
 `QualityGateFailed` naming the failed expectations, so the Airflow task fails (no provider that
-only logs). Freshness is measured against the exchange calendar: a weekend or holiday interval
-expects no rows and passes.
+only logs). Freshness is measured against each symbol's exchange calendar (tickerlake/core/market.py:
+London symbols against London's sessions): a weekend or holiday interval expects no rows and passes.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ import pandas as pd
 
 from tickerlake.core.datasets import BARS
 from tickerlake.core.errors import TickerlakeError
-from tickerlake.core.market import sessions_in_range
-from tickerlake.core.names import Bucket, processed_bars_prefix, quality_key
+from tickerlake.core.market import EXCHANGE, exchange_of, exchanges_of, sessions_in_range
+from tickerlake.core.names import Bucket, quality_key
 from tickerlake.core.settings import Settings, get_settings
 
 SUITE_NAME = "processed_bars"
@@ -38,8 +39,8 @@ class GateResult:
     details: dict[str, Any]
 
 
-def expected_sessions(start: date, end: date) -> list[date]:
-    return sessions_in_range(start, end)
+def expected_sessions(start: date, end: date, mic: str = EXCHANGE) -> list[date]:
+    return sessions_in_range(start, end, mic)
 
 
 def build_suite(sessions: list[date]):
@@ -72,13 +73,29 @@ def build_suite(sessions: list[date]):
     return suite
 
 
-def validate_frame(frame: pd.DataFrame, sessions: list[date]) -> dict[str, Any]:
-    """Run the suite on a frame of processed bars; returns GX's result as a JSON-able dict."""
+def validate_frame(frame: pd.DataFrame, start: date, end: date) -> dict[str, Any]:
+    """Run the suite on a frame of processed bars, per exchange (each symbol against its own
+    exchange's calendar); returns GX's results as one JSON-able dict."""
+    frame = frame.copy()
+    frame["date_text"] = pd.to_datetime(frame["date"]).dt.date.astype(str) if len(frame) else []
+    groups = exchanges_of(frame["symbol"].dropna().astype(str)) if len(frame) else {}
+    if not groups:  # no rows at all: the default exchange's sessions say whether that is right
+        groups = {exchange_of(""): []}
+    results, exchanges = [], []
+    for exchange, symbols in sorted(groups.items()):
+        part = frame[frame["symbol"].isin(symbols)] if symbols else frame
+        payload = _validate(part, expected_sessions(start, end, exchange.mic))
+        for item in payload["results"]:
+            item["exchange"] = exchange.mic
+        results += payload["results"]
+        exchanges.append({"exchange": exchange.mic, "symbols": symbols, "success": payload["success"]})
+    return {"success": all(e["success"] for e in exchanges), "exchanges": exchanges, "results": results}
+
+
+def _validate(frame: pd.DataFrame, sessions: list[date]) -> dict[str, Any]:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
-    frame = frame.copy()
-    frame["date_text"] = pd.to_datetime(frame["date"]).dt.date.astype(str) if len(frame) else []
     context = gx.get_context(mode="ephemeral")  # must exist before a suite is built
     suite = build_suite(sessions)
     asset = context.data_sources.add_pandas("processed").add_dataframe_asset("bars")
@@ -104,36 +121,41 @@ def failed_expectations(payload: dict[str, Any]) -> tuple[str, ...]:
             kwargs = item["expectation_config"]["kwargs"]
             target = kwargs.get("column") or kwargs.get("column_list") or \
                 (f"{kwargs['column_A']}>={kwargs['column_B']}" if "column_A" in kwargs else "table")
-            failed.append(f"{item['expectation_config']['type']}({target})")
+            where = f"@{item['exchange']}" if len({i.get("exchange") for i in payload["results"]}) > 1 else ""
+            failed.append(f"{item['expectation_config']['type']}({target}){where}")
     return tuple(failed)
 
 
-def read_processed(settings: Settings, interval: str, start: date, end: date) -> pd.DataFrame:
-    """The processed Parquet of [start, end) (all date partitions in range)."""
-    import pyarrow.dataset as ds
+def read_processed(settings: Settings, interval: str, start: date,
+                   end: date) -> tuple[pd.DataFrame, int | None]:
+    """The bars of [start, end) in `processed.bars_<interval>`'s current snapshot (the one the
+    transform just committed: the transform DAG runs one at a time), and that snapshot's id."""
+    from pyiceberg.exceptions import NoSuchTableError
 
-    from tickerlake.core.clients import arrow_s3_filesystem
+    from tickerlake.core.iceberg import iceberg_catalog
+    from tickerlake.core.names import Table
 
-    fs = arrow_s3_filesystem(settings.s3)
-    base = f"{Bucket.PROCESSED.value}/{processed_bars_prefix(interval)}".rstrip("/")
     try:
-        dataset = ds.dataset(base, filesystem=fs, format="parquet", partitioning="hive")
-    except FileNotFoundError:
-        return pd.DataFrame(columns=BARS.column_names)
-    # Hive partition values are read as text; ISO dates compare correctly as text.
-    table = dataset.to_table(filter=(ds.field("date") >= start.isoformat())
-                             & (ds.field("date") < end.isoformat()))
-    frame = table.to_pandas()
-    frame["date"] = pd.to_datetime(frame["date"]).dt.date
-    return frame
+        table = iceberg_catalog(settings).load_table(str(Table.bars(interval)))
+    except NoSuchTableError:
+        return pd.DataFrame(columns=BARS.column_names), None
+    snapshot = table.current_snapshot()
+    if snapshot is None:
+        return pd.DataFrame(columns=BARS.column_names), None
+    # the partition filter prunes files by the manifests' bounds: only the interval's are read
+    scan = table.scan(row_filter=f"date >= '{start.isoformat()}' AND date < '{end.isoformat()}'",
+                      snapshot_id=snapshot.snapshot_id)
+    frame = scan.to_arrow().to_pandas()
+    return frame[BARS.column_names], snapshot.snapshot_id
 
 
 def run_gate(interval: str, start: date, end: date, settings: Settings | None = None) -> GateResult:
     from tickerlake.core.clients import s3_client
 
     settings = settings or get_settings()
-    frame = read_processed(settings, interval, start, end)
-    payload = validate_frame(frame, expected_sessions(start, end))
+    frame, snapshot_id = read_processed(settings, interval, start, end)
+    payload = validate_frame(frame, start, end)
+    payload["snapshot_id"] = snapshot_id  # what was validated: the table's state at that snapshot
     key = quality_key(interval, start.isoformat(), end.isoformat())
     s3_client(settings.s3).put_object(Bucket=Bucket.PROCESSED.value, Key=key,
                                       Body=json.dumps(payload, indent=2, default=str).encode(),

@@ -16,6 +16,7 @@ class SourceName(StrEnum):
     SYNTHETIC = "synthetic"  # deterministic simulated market: the offline default
     YFINANCE = "yfinance"
     CSV = "csv"
+    ALPHAVANTAGE = "alphavantage"
 
 
 class SourceError(TickerlakeError):
@@ -57,6 +58,10 @@ def source_for(name: SourceName | str, **options) -> MarketDataSource:
         from ingestion.sources.yahoo import YahooFinanceSource
 
         return YahooFinanceSource(**options)
+    if name is SourceName.ALPHAVANTAGE:
+        from ingestion.sources.alphavantage import AlphaVantageSource
+
+        return AlphaVantageSource.from_settings(**options)
     from ingestion.sources.csv_dir import CsvDirectorySource
 
     return CsvDirectorySource(**options)

@@ -52,7 +52,7 @@ BAD_ROW_KINDS = {
 
 
 def _calendar():
-    return exchange_calendar(EPOCH)
+    return exchange_calendar(EXCHANGE)
 
 
 def sessions(start: date, end: date) -> pd.DatetimeIndex:
@@ -61,10 +61,10 @@ def sessions(start: date, end: date) -> pd.DatetimeIndex:
     last = pd.Timestamp(end) - pd.Timedelta(days=1)
     if pd.Timestamp(start) > last:
         return pd.DatetimeIndex([])
-    if pd.Timestamp(start) < calendar.first_session or last > calendar.last_session:
+    if pd.Timestamp(start) < pd.Timestamp(EPOCH) or last > calendar.last_session:
         raise SourceError(
-            f"synthetic: {start}..{end} is outside the {EXCHANGE} calendar "
-            f"({calendar.first_session.date()}..{calendar.last_session.date()})"
+            f"synthetic: {start}..{end} is outside the synthetic market "
+            f"({EPOCH}..{calendar.last_session.date()}, the {EXCHANGE} calendar from its epoch)"
         )
     return calendar.sessions_in_range(pd.Timestamp(start), last)
 

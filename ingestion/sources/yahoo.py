@@ -18,7 +18,7 @@ import pandas as pd
 
 from ingestion.sources.base import MarketDataSource, SourceError, SourceName, conform, empty_frame
 from tickerlake.core.datasets import BarInterval
-from tickerlake.core.market import EXCHANGE_TZ
+from tickerlake.core.market import exchange_of
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +112,12 @@ class YahooFinanceSource(MarketDataSource):
             part["symbol"] = symbol
             frames.append(part)
         out = pd.concat(frames, ignore_index=True)
-        # Daily bars come as naive exchange-local dates: stamp them at New York midnight, in UTC.
+        # Daily bars come as naive exchange-local dates: stamp them at midnight of the symbol's
+        # exchange (VOD.L at London midnight), in UTC, so the session date is the date Yahoo gave.
         ts = pd.to_datetime(out["timestamp"])
         if ts.dt.tz is None:
-            ts = ts.dt.tz_localize(EXCHANGE_TZ)
+            ts = pd.concat([ts[out["symbol"] == symbol].dt.tz_localize(exchange_of(symbol).tz).dt.tz_convert("UTC")
+                            for symbol in out["symbol"].unique()]).sort_index()
         out["timestamp"] = ts.dt.tz_convert("UTC")
         out["source"] = self.name.value
         return out

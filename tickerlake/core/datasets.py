@@ -159,6 +159,17 @@ QUARANTINE_OHLCV = Dataset(
     partitioned_by=("date",),
 )
 
+# Raw rows kept with a repair (open or close slightly outside [low, high]: the range widened):
+# every raw column as text as it arrived, what was changed, and where it came from.
+REPAIRED_OHLCV = Dataset(
+    name="repaired_ohlcv",
+    columns=(*(Column(c.name, Kind.TEXT) for c in OHLCV.columns),
+             Column("repair", Kind.TEXT, nullable=False), Column("source_file", Kind.TEXT),
+             Column("date", Kind.DATE), Column("repaired_for", Kind.TEXT)),
+    keys=("source_file", "symbol", "timestamp"),
+    partitioned_by=("date",),
+)
+
 # Quote/trade events on the ticks topic (JSON, keyed by symbol), as the producer sends them.
 TICK_EVENT = Dataset(
     name="tick_event",
@@ -234,8 +245,8 @@ DIM_SYMBOL = Dataset(
     keys=("symbol",),
 )
 
-ALL_DATASETS = (OHLCV, BARS, ANOMALIES, QUARANTINE_OHLCV, TICK_EVENT, TICKS, QUARANTINE_TICKS, LIVE_BARS,
-                LOAD_LEDGER, DIM_SYMBOL)
+ALL_DATASETS = (OHLCV, BARS, ANOMALIES, QUARANTINE_OHLCV, REPAIRED_OHLCV, TICK_EVENT, TICKS, QUARANTINE_TICKS,
+                LIVE_BARS, LOAD_LEDGER, DIM_SYMBOL)
 
 
 def dataset_of(table: Table) -> Dataset:

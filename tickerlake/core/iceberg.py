@@ -24,7 +24,8 @@ class MergeResult:
     deleted: int  # rows inside `scope` that the source no longer has
 
 
-def merge_into(source: "DataFrame", table: str, keys: Sequence[str], scope: str | None = None) -> MergeResult:
+def merge_into(source: "DataFrame", table: str, keys: Sequence[str], scope: str | None = None, *,
+               unique: bool = False, clustered_by: Sequence[str] = ()) -> MergeResult:
     """MERGE `source` into `table` on `keys`, touching only rows that are new or changed.
 
     Rows identical to the table's (null-safe on every column) are dropped before the MERGE, and no
@@ -34,20 +35,30 @@ def merge_into(source: "DataFrame", table: str, keys: Sequence[str], scope: str 
     `scope` (a SQL predicate on the table, e.g. the interval being recomputed) says which rows the
     source owns completely: every source row falls in it, and rows in scope whose key the source
     lacks are deleted, so a rerun after a row turned out bad leaves no stale copy. When the table
-    has no row in scope yet (a first load), the rows are appended in one commit: no join, no MERGE.
+    has no row in scope yet (a first load), the rows are appended in one commit: no join, no MERGE,
+    and the count comes from the commit's summary (the source is computed once).
+    `unique`: the caller vouches that `source` has one row per key (no dedup shuffle).
+    `clustered_by`: the table's partition columns; a first load is sorted by them within each task
+    and written one partition file at a time (Iceberg's fanout writer keeps a file and its buffers
+    open per partition: ten years of daily partitions in one task ran a 2 GB heap out of memory).
     `source` must have the table's columns.
     """
     spark = source.sparkSession
     target = spark.table(table)
     columns = target.columns
-    source = source.select(*columns).dropDuplicates(list(keys))
+    source = source.select(*columns)
+    if not unique:
+        source = source.dropDuplicates(list(keys))
     if scope and not target.where(scope).limit(1).count():
         # No checkpoint here: an append, unlike MERGE, accepts any source, and a second copy of
         # a large interval is what runs a driver out of memory.
-        count = source.count()
-        if count:
-            source.writeTo(table).append()
-        return MergeResult(count, 0)
+        if source.isEmpty():
+            return MergeResult(0, 0)
+        writer = source.sortWithinPartitions(*clustered_by).writeTo(table) if clustered_by else source.writeTo(table)
+        if clustered_by:
+            writer = writer.option("fanout-enabled", "false")
+        writer.append()
+        return MergeResult(_added_records(spark, table), 0)
     same = " AND ".join(f"s.`{c}` <=> t.`{c}`" for c in columns)
     on_keys = [source[k] == target[k] for k in keys]
     changed = (source.alias("s").join(target.alias("t"), on=on_keys, how="left")
@@ -59,6 +70,19 @@ def merge_into(source: "DataFrame", table: str, keys: Sequence[str], scope: str 
         stale = in_scope.join(source.select(*keys), on=list(keys), how="left_anti").select(*keys)
         deleted = _merge(stale, table, keys, "WHEN MATCHED THEN DELETE")
     return MergeResult(upserted, deleted)
+
+
+def current_snapshot(spark: "SparkSession", table: str) -> int | None:
+    """The id of the table's current snapshot (None for a table never written)."""
+    row = spark.sql(f"SELECT snapshot_id FROM {table}.snapshots ORDER BY committed_at DESC LIMIT 1").first()
+    return int(row["snapshot_id"]) if row else None
+
+
+def _added_records(spark: "SparkSession", table: str) -> int:
+    """Rows the table's newest commit added (its snapshot summary: no scan of the data)."""
+    row = spark.sql(f"SELECT summary['added-records'] AS n FROM {table}.snapshots "
+                    "ORDER BY committed_at DESC LIMIT 1").first()
+    return int(row["n"] or 0) if row else 0
 
 
 def _merge(rows: "DataFrame", table: str, keys: Sequence[str], actions: str) -> int:

@@ -49,11 +49,13 @@ ICEBERG_DIR = "iceberg"  # the prefix inside a bucket under which Iceberg tables
 # processed: bars/interval=1d/date=2026-01-02/part-*.parquet          (indicators + anomalies)
 #            anomalies/interval=1d/date=2026-01-02/part-*.parquet     (one row per anomaly kind)
 #            quarantine/ohlcv/interval=1d/date=2026-01-02/part-*.parquet (rows with a reason)
+#            repairs/ohlcv/interval=1d/date=2026-01-02/part-*.parquet (bars kept, range widened)
 #            quality/bars/interval=1d/start=2026-01-02_end=2026-01-03.json (the gate's result)
 RAW_OHLCV_PREFIX = "ohlcv"
 PROCESSED_BARS_PREFIX = "bars"
 PROCESSED_ANOMALIES_PREFIX = "anomalies"
 QUARANTINE_OHLCV_PREFIX = "quarantine/ohlcv"
+REPAIRS_OHLCV_PREFIX = "repairs/ohlcv"
 QUALITY_BARS_PREFIX = "quality/bars"
 
 
@@ -76,6 +78,10 @@ def processed_anomalies_prefix(interval: str) -> str:
 
 def quarantine_prefix(interval: str) -> str:
     return f"{QUARANTINE_OHLCV_PREFIX}/interval={interval}/"
+
+
+def repairs_prefix(interval: str) -> str:
+    return f"{REPAIRS_OHLCV_PREFIX}/interval={interval}/"
 
 
 def quality_key(interval: str, start: str, end: str) -> str:

@@ -347,6 +347,65 @@ class MonitoringSettings(BaseSettings):
         return _port_of(self.pushgateway_url) if self.pushgateway_url else 0
 
 
+class MarketSettings(BaseSettings):
+    """Which exchange (calendar and time zone) a symbol trades on, where its ticker does not say.
+
+    Yahoo Finance's suffixes name the exchange (`VOD.L`, `7203.T`); a symbol without a known
+    suffix is an NYSE symbol unless listed here (tickerlake/core/market.py)."""
+
+    model_config = _config("MARKET")
+
+    # "SAP=XETR,VOD=XLON": symbol=ISO 10383 code of an exchange-calendars calendar
+    symbol_exchanges: str = ""
+
+    @field_validator("symbol_exchanges")
+    @classmethod
+    def _pairs(cls, value: str) -> str:
+        from tickerlake.core.market import EXCHANGES
+        from tickerlake.core.names import invalid_symbols
+
+        for pair in (p.strip() for p in value.split(",") if p.strip()):
+            symbol, _, mic = pair.partition("=")
+            if not mic or invalid_symbols([symbol.strip().upper()]):
+                raise ValueError(f"{pair!r} is not SYMBOL=EXCHANGE (for example SAP=XETR)")
+            if mic.strip().upper() not in EXCHANGES:
+                raise ValueError(f"{pair!r}: unknown exchange {mic.strip()!r} (one of {', '.join(sorted(EXCHANGES))})")
+        return value
+
+    @property
+    def exchange_by_symbol(self) -> dict[str, str]:
+        pairs = (p.partition("=") for p in self.symbol_exchanges.split(",") if p.strip())
+        return {symbol.strip().upper(): mic.strip().upper() for symbol, _, mic in pairs}
+
+
+class AlphaVantageSettings(BaseSettings):
+    """The Alpha Vantage market-data API (ingestion/sources/alphavantage.py).
+
+    The key may instead come from the Airflow connection `alphavantage_default` (its password);
+    it is a secret: never logged, never in a task's rendered arguments."""
+
+    model_config = _config("ALPHAVANTAGE")
+
+    api_key: SecretStr = SecretStr("")
+    url: str = "https://www.alphavantage.co/query"
+    # The free tier's limits: requests per minute (shared by every task on the host through a
+    # SQLite bucket in the state directory) and per day.
+    requests_per_minute: int = Field(default=5, ge=1)
+    requests_per_day: int = Field(default=25, ge=1)
+    # A throttle reply ("Note"/"Information") is retried after backoff_seconds, doubling, this often.
+    retries: int = Field(default=4, ge=0)
+    backoff_seconds: float = Field(default=15.0, ge=0)
+
+    _check_url = field_validator("url")(_http_url)
+
+    @model_validator(mode="after")
+    def _limits(self) -> "AlphaVantageSettings":
+        if self.requests_per_day <= self.requests_per_minute:
+            raise ValueError(f"TICKERLAKE_ALPHAVANTAGE_REQUESTS_PER_DAY ({self.requests_per_day}) must be more than "
+                             f"TICKERLAKE_ALPHAVANTAGE_REQUESTS_PER_MINUTE ({self.requests_per_minute})")
+        return self
+
+
 class StackSettings(BaseSettings):
     """Where the embedded local stack keeps its data, logs and PID files."""
 
@@ -371,6 +430,8 @@ class Settings(BaseModel):
     warehouse: WarehouseSettings
     airflow: AirflowSettings
     monitoring: MonitoringSettings
+    market: MarketSettings
+    alphavantage: AlphaVantageSettings
 
 
 _GROUPS: dict[str, type[BaseSettings]] = {
@@ -385,6 +446,8 @@ _GROUPS: dict[str, type[BaseSettings]] = {
     "warehouse": WarehouseSettings,
     "airflow": AirflowSettings,
     "monitoring": MonitoringSettings,
+    "market": MarketSettings,
+    "alphavantage": AlphaVantageSettings,
 }
 log = logging.getLogger(__name__)
 
@@ -438,8 +501,8 @@ def _one_line(group: type[BaseSettings], error: ValidationError) -> ConfigError:
             parts.append(f"{var} is not set (see .env.example)")
         else:
             message = item["msg"].removeprefix("Value error, ")
-            if not isinstance(item.get("input"), (SecretStr, dict)) and "secret" not in var.lower() \
-                    and "password" not in var.lower():
+            secret = any(word in var.lower() for word in ("secret", "password", "key"))
+            if not isinstance(item.get("input"), (SecretStr, dict)) and not secret:
                 message += f" (got {item.get('input')!r})" if "got " not in message else ""
             parts.append(f"{var}: {message}")
     return ConfigError("; ".join(parts))

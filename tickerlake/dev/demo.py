@@ -170,8 +170,9 @@ def main() -> int:
 Where to look
   S3 console (bucket browser):  {settings.s3.console_url}   (buckets raw, realtime, processed)
   Raw CSV:                      s3://raw/ohlcv/interval=<1d|1m>/source=synthetic/symbol=<S>/date=<D>/bars.csv
-  Processed Parquet:            s3://processed/bars/interval=<1d|1m>/date=<D>/
+  Processed (Iceberg only):     s3://processed/iceberg/bars_1d|bars_1m|anomalies/ (tables below)
   Quarantine (with reasons):    s3://processed/quarantine/ohlcv/interval=<1d|1m>/date=<D>/
+  Repaired bars (kept):         s3://processed/repairs/ohlcv/interval=<1d|1m>/date=<D>/
   Quality results:              s3://processed/quality/bars/
   Iceberg tables:               {settings.iceberg.catalog}.processed.bars_1d, bars_1m, anomalies;
                                 {settings.iceberg.catalog}.realtime.ticks, bars_1m, bars_5m (JDBC catalog in Postgres)

@@ -12,10 +12,18 @@ from typing import Any
 import pendulum
 
 from tickerlake.core.jars import jar_paths
+from tickerlake.core.market import HISTORY_START
 from tickerlake.core.settings import REPO_ROOT, SparkSettings
 
 # A fixed, tz-aware start for every DAG: runs are keyed on data intervals, never the wall clock.
 START_DATE = pendulum.datetime(2024, 1, 1, tz="UTC")
+# The batch DAGs (backfill, transform) start where the history tickerlake handles starts, so that
+# `airflow dags test ohlcv_backfill 2002-05-06` or a backfill of 1995 runs (a logical date before
+# a DAG's start_date runs no task); catchup is off, so the scheduler never walks that history.
+HISTORY_START_DATE = pendulum.datetime(HISTORY_START.year, HISTORY_START.month, HISTORY_START.day, tz="UTC")
+
+# The Airflow connection holding the Alpha Vantage API key (its password), if any.
+ALPHAVANTAGE_CONN_ID = "alphavantage_default"
 
 # Airflow's connection for task-failure notices (apprise: Slack, email, a JSON webhook, ...).
 NOTIFY_CONN_ID = "apprise_default"
@@ -86,6 +94,22 @@ def spark_submit(task_id: str, module: str, application_args: list[str] | None =
 
     return SparkSubmitOperator(task_id=task_id, application_args=application_args or [],
                                **spark_submit_options(module), **kwargs)
+
+
+def source_options(source: str, csv_directory: str) -> dict[str, Any]:
+    """A backfill task's source options: the CSV folder, or the Alpha Vantage key from the
+    `alphavantage_default` connection when it exists (else the setting)."""
+    if source == "csv":
+        return {"directory": csv_directory}
+    if source == "alphavantage":
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            return {"api_key": BaseHook.get_connection(ALPHAVANTAGE_CONN_ID).password or None}
+        except AirflowNotFoundException:
+            return {}
+    return {}
 
 
 def check_stack() -> dict[str, str]:

@@ -1,6 +1,7 @@
 """What the warehouse loads from the lake: one `Dataset` per (lake prefix -> warehouse table).
 
-A dataset's lake side is a prefix of Parquet objects in hive-style partitions
+A dataset's lake side is the data files of an Iceberg table's current snapshot (or, for a plain
+Parquet dataset, a prefix of objects) in hive-style partitions
 (`date=2026-01-02/`, `interval=1m/date=.../`, `date=.../hour=13/`); the partition is the unit of
 loading and of the consistency check. The partition values become warehouse columns (Spark keeps
 partition columns in the path, not in the files), as do the dataset's constants (for example
@@ -26,13 +27,7 @@ from tickerlake.core import datasets as declared
 from tickerlake.core.datasets import ARROW_TYPES as ARROW
 from tickerlake.core.datasets import Kind
 from tickerlake.core.errors import TickerlakeError
-from tickerlake.core.names import (
-    ICEBERG_DIR,
-    PROCESSED_ANOMALIES_PREFIX,
-    Bucket,
-    Table,
-    processed_bars_prefix,
-)
+from tickerlake.core.names import ICEBERG_DIR, Bucket, Table
 from tickerlake.core.s3 import iter_objects
 
 
@@ -108,23 +103,24 @@ _BAR_COLUMNS = ("symbol", "timestamp", "open", "high", "low", "close", "volume",
 class Datasets(Enum):
     """Every dataset the load knows, in load order (dimensions first, then facts)."""
 
+    # The processed tables are Iceberg only: a load takes the data files of the current snapshot.
     BARS_DAILY = Dataset(
-        name="bars_daily", bucket=Bucket.PROCESSED, prefix=processed_bars_prefix("1d"),
+        name="bars_daily", bucket=Bucket.PROCESSED, prefix=_data_prefix(Table.BARS_1D),
         partition_by=("date",), target="bars_daily", columns=_take(declared.BARS, rename=_TS),
-        keys=("symbol", "ts"))
+        keys=("symbol", "ts"), iceberg=str(Table.BARS_1D))
     BARS_MINUTE_HISTORY = Dataset(
-        name="bars_minute_history", bucket=Bucket.PROCESSED, prefix=processed_bars_prefix("1m"),
+        name="bars_minute_history", bucket=Bucket.PROCESSED, prefix=_data_prefix(Table.BARS_1M),
         partition_by=("date",), target="bars_intraday",
         columns=_take(declared.BARS, *_BAR_COLUMNS, rename=_TS),
         keys=("symbol", "bar_interval", "origin", "ts"),
-        constants={"bar_interval": ("1m", Kind.TEXT), "origin": ("history", Kind.TEXT)})
+        constants={"bar_interval": ("1m", Kind.TEXT), "origin": ("history", Kind.TEXT)}, iceberg=str(Table.BARS_1M))
     ANOMALIES = Dataset(
-        name="anomalies", bucket=Bucket.PROCESSED, prefix=f"{PROCESSED_ANOMALIES_PREFIX}/",
+        name="anomalies", bucket=Bucket.PROCESSED, prefix=_data_prefix(Table.ANOMALIES),
         partition_by=("interval", "date"), target="anomalies",
-        # `interval` and `date` are in the path (anomalies/interval=1d/date=D/)
+        # `interval` and `date` are the table's partitions (data/interval=1d/date=D/)
         columns=_take(declared.ANOMALIES, "symbol", "timestamp", "kind", "close", "return_simple",
                       "return_zscore", "volume", "volume_ratio", rename=_TS),
-        keys=("symbol", "bar_interval", "kind", "ts"))
+        keys=("symbol", "bar_interval", "kind", "ts"), iceberg=str(Table.ANOMALIES))
     TICKS = Dataset(
         name="ticks", bucket=Bucket.REALTIME, prefix=_data_prefix(Table.TICKS),
         partition_by=("date", "hour"), target="ticks",

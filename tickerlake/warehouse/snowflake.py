@@ -71,7 +71,9 @@ def copy_statements(settings: SnowflakeSettings, dataset: Dataset, partition: st
 
     internal: one statement per uploaded batch directory (`batch_dirs`, one per 1,000 objects);
     external: the files named relative to the partition's directory on the bucket's stage."""
-    options = "FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE"
+    # the vectorized Parquet scanner: faster, and it reads Iceberg's Parquet types as they are
+    options = ("FILE_FORMAT = (TYPE = PARQUET USE_VECTORIZED_SCANNER = TRUE) "
+               "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE")
     if settings.stage is StageKind.INTERNAL:
         return [f"COPY INTO {staging_table(dataset)} FROM @{settings.stage_name}/{d} {options} PURGE = TRUE"
                 for d in batch_dirs or []]
