@@ -23,12 +23,14 @@ the triggering events, over the union of their ranges:
 
 1. **transform** (`spark_jobs/transform_bars.py`, SparkSubmitOperator): schema enforcement,
    quarantine of invalid rows with their reason (`s3://processed/quarantine/ohlcv/...`),
-   deduplication, TA-Lib-exact indicators, anomalies; Parquet partitioned by date in
-   `s3://processed/bars/...` and MERGE into the Iceberg tables `processed.bars_<interval>` and
-   `processed.anomalies`. Rerunning an interval changes nothing.
-2. **quality_gate** (great-expectations): schema, non-null keys, unique (symbol, timestamp), OHLC
-   invariants, value ranges, freshness against each symbol's exchange calendar. A failed expectation fails the
-   task; the result JSON is stored at `s3://processed/quality/...`.
+   deduplication, TA-Lib-exact indicators, anomalies; MERGE into the Iceberg tables
+   `processed.bars_<interval>` and `processed.anomalies`, the one copy (bars with open/close
+   slightly outside [low, high] kept, widened, recorded in `s3://processed/repairs/...`).
+   Rerunning an interval changes nothing.
+2. **quality_gate** (great-expectations) on the snapshot the transform committed: schema,
+   non-null keys, unique (symbol, timestamp), OHLC invariants, value ranges, freshness against
+   each symbol's exchange calendar. A failed expectation fails the task; the result JSON (with
+   the snapshot id) is stored at `s3://processed/quality/...`.
 3. **alert_anomalies**: an anomaly on a symbol's latest bar raises one alert in Alertmanager per
    (symbol, bar), recorded in a ledger so that a rerun of the interval sends none.
 4. Emits the `processed_bars` asset.

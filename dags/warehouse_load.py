@@ -1,4 +1,5 @@
-"""warehouse_load: COPY the lake's Parquet into Snowflake, or the Postgres warehouse."""
+"""warehouse_load: COPY the lake's Iceberg tables (their snapshots' data files) into Snowflake, or the
+Postgres warehouse."""
 from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task

@@ -185,7 +185,8 @@ class AlphaVantageSource(MarketDataSource):
 
 
 def check_reply(reply: Any, function: str, symbol: str) -> Any:
-    """The reply, or: Throttled (retry), None (premium function), SourceError (one line)."""
+    """The reply, or: Throttled (retry), None (the adjusted daily series is premium for this key:
+    fall back), SourceError (one line: unknown symbol, refused key, another premium endpoint)."""
     if not isinstance(reply, dict):
         raise SourceError(f"alphavantage: {function} {symbol}: the reply is not a JSON object")
     if "Error Message" in reply:
@@ -198,8 +199,10 @@ def check_reply(reply: Any, function: str, symbol: str) -> Any:
     for note in ("Note", "Information"):
         if note in reply:
             text = str(reply[note])
-            if "premium" in text.lower() and function == DAILY_ADJUSTED:
-                return None
+            if "premium" in text.lower():
+                if function == DAILY_ADJUSTED:
+                    return None
+                raise SourceError(f"alphavantage: {function} is a premium endpoint for this key (symbol {symbol})")
             if "api key" in text.lower() and ("invalid" in text.lower() or "missing" in text.lower()):
                 raise SourceError("alphavantage: the API key was refused (TICKERLAKE_ALPHAVANTAGE_API_KEY or "
                                   "the alphavantage_default connection)")
