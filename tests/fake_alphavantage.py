@@ -15,8 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 API_KEY = "test-av-key-7f3e9c1d"  # the fake's only valid key (a test greps logs for it)
-THROTTLE_NOTE = ("Thank you for using Alpha Vantage! Our standard API call frequency is 5 calls per minute "
-                 "and 25 calls per day.")
+# The replies' wording as Alpha Vantage sends it (each links to the premium page).
+THROTTLE_NOTE = ("Thank you for using Alpha Vantage! Our standard API call frequency is 5 calls per minute and "
+                 "500 calls per day. Please visit https://www.alphavantage.co/premium/ if you would like to target "
+                 "a higher API call frequency.")
+DAILY_LIMIT = ("Thank you for using Alpha Vantage! Our standard API rate limit is 25 requests per day. Please "
+               "subscribe to any of the premium plans at https://www.alphavantage.co/premium/ to instantly remove "
+               "all daily rate limits.")
 INVALID_CALL = ("Invalid API call. Please retry or visit the documentation (https://www.alphavantage.co/"
                 "documentation/) for TIME_SERIES_DAILY_ADJUSTED.")
 BAD_KEY = "the parameter apikey is invalid or missing. Please claim your free API key on (https://www.alphavantage.co/support/#api-key)."
@@ -68,6 +73,7 @@ class FakeAlphaVantage:
         self.symbols = symbols  # symbol -> (first, last) day of its history
         self.queries: list[dict[str, str]] = []
         self.throttle_next = 0
+        self.daily_limit_reached = False
         self.adjusted_is_premium = False
         self._lock = threading.Lock()
         fake = self
@@ -103,6 +109,8 @@ class FakeAlphaVantage:
             if self.throttle_next > 0:
                 self.throttle_next -= 1
                 return {"Note": THROTTLE_NOTE}
+            if self.daily_limit_reached:
+                return {"Information": DAILY_LIMIT}
         if query.get("apikey") != API_KEY:
             return {"Error Message": BAD_KEY}
         function, symbol = query.get("function"), query.get("symbol", "")

@@ -29,10 +29,11 @@ def test_the_exchange_comes_from_the_symbols_suffix(symbol, mic):
 
 
 def test_the_setting_names_the_exchange_of_a_symbol_without_a_suffix(monkeypatch):
-    monkeypatch.setenv("TICKERLAKE_MARKET_SYMBOL_EXCHANGES", "SAP=XETR, vod=xlon")
+    monkeypatch.setenv("TICKERLAKE_MARKET_SYMBOL_EXCHANGES", "SAP=XETR, vod=xlon,FDAX=F=XETR")
     market.symbol_exchange_overrides.cache_clear()
     try:
         assert exchange_of("SAP").mic == "XETR" and exchange_of("VOD").mic == "XLON"
+        assert exchange_of("FDAX=F").mic == "XETR"  # a symbol with "=" in it
         assert "WHEN symbol = 'SAP' THEN 'Europe/Berlin'" in market.spark_session_tz()
     finally:
         monkeypatch.delenv("TICKERLAKE_MARKET_SYMBOL_EXCHANGES")

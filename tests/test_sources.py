@@ -174,6 +174,14 @@ def test_csv_returns_only_bars_of_the_requested_interval(tmp_path):
     assert source.bars(["AAPL", "MSFT"], date(2025, 3, 3), date(2025, 3, 4), "1m")["symbol"].tolist() == ["MSFT"] * 3
 
 
+def test_csv_daily_download_with_a_repeated_date_is_still_daily_and_headers_ignore_case(tmp_path):
+    (tmp_path / "AAPL.csv").write_text(DOWNLOAD + "2024-07-01,10,11,9,10.5,10.25,100\n" * 2)
+    (tmp_path / "ours.csv").write_text("Symbol,Timestamp,Open,High,Low,Close,Volume\n"
+                                       "MSFT,2024-07-01T13:30:00+00:00,10,11,9,10.5,100\n")
+    bars = CsvDirectorySource(tmp_path).bars(["AAPL", "MSFT"], date(2024, 7, 1), date(2024, 7, 2), "1d")
+    assert bars["symbol"].tolist() == ["AAPL", "AAPL", "MSFT"]  # the repeat is the transform's to drop
+
+
 def test_csv_adj_close_does_not_depend_on_how_symbols_are_batched(tmp_path):
     (tmp_path / "with.csv").write_text("symbol,timestamp,open,high,low,close,adj_close,volume\n"
                                        "AAPL,2025-03-03T14:30:00+00:00,10,11,9,10.5,10.25,100\n")
@@ -284,6 +292,18 @@ def test_alphavantage_gives_up_on_throttling_in_one_line(tmp_path):
         with pytest.raises(SourceError, match=r"^alphavantage: still throttled on TIME_SERIES_DAILY_ADJUSTED IBM "
                                               r"after 4 attempts: Thank you"):
             alphavantage(fake, tmp_path, sleep=lambda s: None).bars(["IBM"], date(2024, 1, 8), date(2024, 1, 9), "1d")
+
+
+def test_alphavantage_daily_limit_reply_is_one_line_not_a_retry_nor_a_fallback(tmp_path):
+    from tests.fake_alphavantage import API_KEY, FakeAlphaVantage
+
+    with FakeAlphaVantage({"IBM": (date(2024, 1, 1), date(2024, 1, 31))}) as fake:
+        fake.daily_limit_reached = True
+        source = alphavantage(fake, tmp_path, sleep=lambda s: None)
+        with pytest.raises(SourceError, match=r"^alphavantage: the key's daily request limit is used up"):
+            source.bars(["IBM"], date(2024, 1, 8), date(2024, 1, 9), "1d")
+    assert len(fake.queries) == 1  # neither retried nor taken for a premium endpoint
+    assert API_KEY not in repr(source)
 
 
 def test_alphavantage_unknown_symbol_and_bad_key_are_one_line_without_the_key(tmp_path):

@@ -12,7 +12,8 @@
 - Limits: every request takes a token from one limiter shared by all processes on the host (a
   SQLite bucket in the state directory: requests per minute and per day, the free tier's 5 and 25
   by default). A throttle reply (`Note`, or `Information` about the call frequency) is retried
-  with exponential backoff (tenacity); a daily limit used up is one line saying so.
+  with exponential backoff (tenacity); the API's own "daily rate limit" reply and this host's
+  daily budget used up are one line each (no retry: it would not help before tomorrow).
 - An unknown symbol (`Error Message` "Invalid API call") and a bad key are one line each.
 """
 from __future__ import annotations
@@ -70,7 +71,7 @@ def shared_limiter(state_dir: Path, per_minute: int, per_day: int):
 
 @dataclass
 class AlphaVantageSource(MarketDataSource):
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)  # a secret: never in a repr, a log or an error
     url: str = "https://www.alphavantage.co/query"
     requests_per_minute: int = 5
     requests_per_day: int = 25
@@ -199,14 +200,19 @@ def check_reply(reply: Any, function: str, symbol: str) -> Any:
     for note in ("Note", "Information"):
         if note in reply:
             text = str(reply[note])
-            if "premium" in text.lower():
+            lower = text.lower()
+            # Every one of these replies links to .../premium/: tell them apart by their wording.
+            if "premium endpoint" in lower:
                 if function == DAILY_ADJUSTED:
                     return None
                 raise SourceError(f"alphavantage: {function} is a premium endpoint for this key (symbol {symbol})")
-            if "api key" in text.lower() and ("invalid" in text.lower() or "missing" in text.lower()):
+            if "api key" in lower and ("invalid" in lower or "missing" in lower):
                 raise SourceError("alphavantage: the API key was refused (TICKERLAKE_ALPHAVANTAGE_API_KEY or "
                                   "the alphavantage_default connection)")
-            raise Throttled(text[:200])
+            if "rate limit" in lower and "per day" in lower and "call frequency" not in lower:
+                raise SourceError(f"alphavantage: the key's daily request limit is used up ({function} {symbol}): "
+                                  "rerun tomorrow, or use a premium key")
+            raise Throttled(text[:200])  # the call frequency (per minute), or a note we do not know
     return reply
 
 

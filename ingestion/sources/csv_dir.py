@@ -9,9 +9,10 @@
 A daily bar dated without a time is stamped at midnight of its symbol's exchange (the session
 date is then that date, whatever the exchange's time zone: tickerlake/core/market.py). Symbols
 match whatever their case (they are upper-cased, as the backfill plans them). A file holds the
-bars of one interval: daily when no symbol has two bars on one session date, else intraday; a
-request for one interval never returns the other's bars. `adj_close` is NULL where a file has no
-adjusted close (never silently the close).
+bars of one interval: daily when every bar is at its exchange's midnight (a date alone) or no
+symbol has two bars on one session date, else intraday; a request for one interval returns only
+files of that interval (a minute file with one bar a day would pass for daily: the rule's limit).
+`adj_close` is NULL where a file has no adjusted close (never silently the close).
 
 Strict: the first bad row stops the read with the file, the line and what is wrong, so a user
 fixes their file rather than loading half of it. (Rows that land in the raw bucket and turn out
@@ -70,16 +71,17 @@ class CsvDirectorySource(MarketDataSource):
         with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM is common in exports
             reader = csv.DictReader(handle)
             header = [h.strip() for h in reader.fieldnames or []]
-            download = "symbol" not in header and any(h.lower() in ("date", "datetime") for h in header)
+            lowered = [h.lower() for h in header]
+            download = "symbol" not in lowered and any(h in ("date", "datetime") for h in lowered)
             if download:
                 file_symbol = path.stem.strip().upper()
                 if file_symbol not in wanted:
                     return pd.DataFrame()
                 rename = {h: DOWNLOAD_COLUMNS[h.lower()] for h in header if h.lower() in DOWNLOAD_COLUMNS}
                 missing = [c for c in REQUIRED if c != "symbol" and c not in rename.values()]
-            else:
-                rename = {h: h for h in header}
-                missing = [c for c in REQUIRED if c not in header]
+            else:  # tickerlake's layout, whatever the header's case
+                rename = {h: h.lower() for h in header}
+                missing = [c for c in REQUIRED if c not in lowered]
             if missing:
                 layouts = ("symbol,timestamp,open,high,low,close,volume or "
                            "Date,Open,High,Low,Close,Adj Close,Volume")
@@ -102,7 +104,15 @@ class CsvDirectorySource(MarketDataSource):
 
 
 def file_interval(frame: pd.DataFrame) -> BarInterval:
-    """Daily unless some symbol has two bars on one session date."""
+    """Daily when every bar is at midnight of its exchange (a date alone, as downloads write
+    daily bars), or when no symbol has two bars on one session date (daily bars stamped at the
+    open); else intraday."""
+    stamps = pd.to_datetime(frame["timestamp"], utc=True)
+    zones = frame["symbol"].map(lambda s: exchange_of(s).tz)
+    local_midnight = all((stamps[zones == tz].dt.tz_convert(tz) == stamps[zones == tz].dt.tz_convert(tz)
+                          .dt.normalize()).all() for tz in zones.unique())
+    if local_midnight:
+        return BarInterval.DAILY
     days = session_dates(frame["timestamp"], frame["symbol"])
     return BarInterval.MINUTE if pd.DataFrame({"s": frame["symbol"], "d": days}).duplicated().any() \
         else BarInterval.DAILY

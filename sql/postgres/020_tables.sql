@@ -2,7 +2,7 @@
 -- each load writes are listed in tickerlake/warehouse/datasets.py (a test checks they agree).
 -- `date` is the exchange-calendar session date of the lake partition a row came from.
 
--- Daily bars with their indicators and anomaly flags (lake: processed/bars/interval=1d/).
+-- Daily bars with their indicators and anomaly flags (lake: the Iceberg table processed.bars_1d).
 CREATE TABLE IF NOT EXISTS warehouse.bars_daily (
     symbol             text             NOT NULL,
     ts                 timestamptz      NOT NULL,  -- bar open time
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS warehouse.bars_daily (
 CREATE INDEX IF NOT EXISTS bars_daily_date ON warehouse.bars_daily (date);
 
 -- Intraday bars: 1-minute history from the batch lane (origin 'history', lake:
--- processed/bars/interval=1m/) and live 1-/5-minute bars from the stream (origin 'stream',
+-- the Iceberg table processed.bars_1m) and live 1-/5-minute bars from the stream (origin 'stream',
 -- lake: realtime/bars/interval=*/).
 CREATE TABLE IF NOT EXISTS warehouse.bars_intraday (
     symbol        text             NOT NULL,
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS warehouse.bars_intraday (
 );
 CREATE INDEX IF NOT EXISTS bars_intraday_date ON warehouse.bars_intraday (date);
 
--- One row per anomaly (kind: return_zscore | volume_spike) (lake: processed/anomalies/).
+-- One row per anomaly (kind: return_zscore | volume_spike) (lake: the Iceberg table processed.anomalies).
 CREATE TABLE IF NOT EXISTS warehouse.anomalies (
     symbol         text             NOT NULL,
     bar_interval   text             NOT NULL,

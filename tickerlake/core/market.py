@@ -126,7 +126,7 @@ def first_day(mic: str = EXCHANGE) -> date:
     first day if later (exchange-calendars has Tokyo from 1997, Shanghai from 1990)."""
     import exchange_calendars as xcals
 
-    minimum = xcals.get_calendar(mic).bound_min()  # a classmethod: no sessions computed
+    minimum = xcals.get_calendar(mic).bound_min()  # builds the default calendar once (cached here)
     return max(HISTORY_START, minimum.date()) if minimum is not None else HISTORY_START
 
 

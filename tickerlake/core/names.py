@@ -46,14 +46,14 @@ ICEBERG_DIR = "iceberg"  # the prefix inside a bucket under which Iceberg tables
 
 # --- Object layout in the buckets (keys, not URIs) -------------------------------------------
 # raw:       ohlcv/interval=1d/source=synthetic/symbol=AAPL/date=2026-01-02/bars.csv
-# processed: bars/interval=1d/date=2026-01-02/part-*.parquet          (indicators + anomalies)
-#            anomalies/interval=1d/date=2026-01-02/part-*.parquet     (one row per anomaly kind)
+# processed: iceberg/bars_1d|bars_1m|anomalies/{data,metadata}/     (the Iceberg tables: the one copy)
 #            quarantine/ohlcv/interval=1d/date=2026-01-02/part-*.parquet (rows with a reason)
 #            repairs/ohlcv/interval=1d/date=2026-01-02/part-*.parquet (bars kept, range widened)
 #            quality/bars/interval=1d/start=2026-01-02_end=2026-01-03.json (the gate's result)
 RAW_OHLCV_PREFIX = "ohlcv"
+# The processed bars' Airflow asset keeps the URI it had when a Parquet copy lived there (its
+# event history and the DAGs scheduled on it stay attached); the data is the Iceberg tables.
 PROCESSED_BARS_PREFIX = "bars"
-PROCESSED_ANOMALIES_PREFIX = "anomalies"
 QUARANTINE_OHLCV_PREFIX = "quarantine/ohlcv"
 REPAIRS_OHLCV_PREFIX = "repairs/ohlcv"
 QUALITY_BARS_PREFIX = "quality/bars"
@@ -66,14 +66,6 @@ def raw_ohlcv_source_prefix(interval: str, source: str) -> str:
 def raw_ohlcv_key(interval: str, source: str, symbol: str, day: str) -> str:
     """One object per (source, symbol, session date): a rerun overwrites exactly these objects."""
     return f"{raw_ohlcv_source_prefix(interval, source)}symbol={symbol}/date={day}/bars.csv"
-
-
-def processed_bars_prefix(interval: str) -> str:
-    return f"{PROCESSED_BARS_PREFIX}/interval={interval}/"
-
-
-def processed_anomalies_prefix(interval: str) -> str:
-    return f"{PROCESSED_ANOMALIES_PREFIX}/interval={interval}/"
 
 
 def quarantine_prefix(interval: str) -> str:

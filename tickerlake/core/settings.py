@@ -365,7 +365,7 @@ class MarketSettings(BaseSettings):
         from tickerlake.core.names import invalid_symbols
 
         for pair in (p.strip() for p in value.split(",") if p.strip()):
-            symbol, _, mic = pair.partition("=")
+            symbol, _, mic = pair.rpartition("=")  # symbols may hold "=" themselves (ES=F)
             if not mic or invalid_symbols([symbol.strip().upper()]):
                 raise ValueError(f"{pair!r} is not SYMBOL=EXCHANGE (for example SAP=XETR)")
             if mic.strip().upper() not in EXCHANGES:
@@ -374,7 +374,7 @@ class MarketSettings(BaseSettings):
 
     @property
     def exchange_by_symbol(self) -> dict[str, str]:
-        pairs = (p.partition("=") for p in self.symbol_exchanges.split(",") if p.strip())
+        pairs = (p.rpartition("=") for p in self.symbol_exchanges.split(",") if p.strip())
         return {symbol.strip().upper(): mic.strip().upper() for symbol, _, mic in pairs}
 
 

@@ -10,7 +10,7 @@
 4. `stream_supervisor` (streaming lane) starts the synthetic producer and the Spark streaming job
    (Spark's Kafka source), the realtime tables fill for a bounded time (shown every 2 s), then it
    stops them and checks that the stream's 1-minute bars equal a batch recompute from the ticks;
-5. `warehouse_load` COPYs the processed and realtime Parquet into the Postgres warehouse (the
+5. `warehouse_load` COPYs the processed and realtime Iceberg tables' data files into the Postgres warehouse (the
    consistency check is its last task);
 6. prints rows per layer, the analyst views' first rows, the anomalies found and where to look
    (with the dashboard's, Prometheus's and Alertmanager's addresses).
@@ -156,7 +156,7 @@ def main() -> int:
     print("    stream equals batch: the 1-minute bars recomputed from realtime.ticks equal realtime.bars_1m")
     done(started)
 
-    started = step("Warehouse: warehouse_load COPYs the lake's Parquet into Postgres, then checks it")
+    started = step("Warehouse: warehouse_load COPYs the lake's Iceberg data files into Postgres, then checks it")
     run_dag("warehouse_load", settings)
     done(started)
 
