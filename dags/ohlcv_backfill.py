@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
+from airflow.sdk.exceptions import AirflowFailException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from ingestion.backfill import DEFAULT_SYMBOLS, plan_jobs, run_job
@@ -30,7 +31,8 @@ date), so a rerun overwrites exactly the same objects with the same bytes.
 Sources: `synthetic` (deterministic, offline default), `yfinance`, `alphavantage` (key: the
 `alphavantage_default` connection's password or `TICKERLAKE_ALPHAVANTAGE_API_KEY`), `csv`
 (`csv_directory`: tickerlake's layout or the usual one-file-per-symbol download). A requested
-symbol the source returned no bar of is a warning in the task log and listed in its result.
+symbol the source returned no bar of is a warning in the task log and listed in its result; bad
+input (unknown symbol, bad file, refused key) fails its batch at once, without retries.
 
 Any past date from 1980 on can be backfilled (`airflow dags test ohlcv_backfill 1995-03-01`, or
 `start`/`end`); session dates are each symbol's exchange's (`VOD.L`: London).
@@ -67,7 +69,14 @@ def ohlcv_backfill():
 
     @task(max_active_tis_per_dagrun=4)
     def backfill_batch(job: dict, params=None) -> dict:
-        return run_job(job, source_options(job["source"], params["csv_directory"]))
+        from ingestion.sources import SourceError, SourceUnavailable
+
+        try:
+            return run_job(job, source_options(job["source"], params["csv_directory"]))
+        except SourceUnavailable:
+            raise  # throttled or unreachable after the source's own retries: Airflow retries later
+        except SourceError as exc:  # an unknown symbol, a bad file or key: a retry will not fix it
+            raise AirflowFailException(str(exc)) from None
 
     @task(outlets=[RAW_OHLCV])
     def publish(results: list[dict], jobs: list[dict], outlet_events=None) -> dict:

@@ -73,6 +73,7 @@ class FakeAlphaVantage:
         self.symbols = symbols  # symbol -> (first, last) day of its history
         self.queries: list[dict[str, str]] = []
         self.throttle_next = 0
+        self.throttle_only: str | None = None  # throttle this symbol's requests only
         self.daily_limit_reached = False
         self.adjusted_is_premium = False
         self._lock = threading.Lock()
@@ -106,7 +107,7 @@ class FakeAlphaVantage:
     def reply(self, query: dict[str, str]) -> dict:
         with self._lock:
             self.queries.append(query)
-            if self.throttle_next > 0:
+            if self.throttle_next > 0 and self.throttle_only in (None, query.get("symbol")):
                 self.throttle_next -= 1
                 return {"Note": THROTTLE_NOTE}
             if self.daily_limit_reached:

@@ -125,21 +125,26 @@ def test_open_or_close_far_outside_the_range_is_quarantined_and_slightly_outside
 
 def test_backfill_dag_with_alphavantage_for_a_date_before_its_schedule(stack, settings, s3):
     """`airflow dags test ohlcv_backfill 1995-03-02` (the DAG's schedule starts later): the run's
-    interval is backfilled from Alpha Vantage (FAKE server), through one throttle reply."""
+    interval is backfilled from Alpha Vantage (FAKE server), through one throttle reply; the batch
+    holding an unknown symbol fails at once with one line naming it (no retry: it would not help),
+    the other batch lands, and the run fails."""
     from tests.fake_alphavantage import API_KEY, FakeAlphaVantage, price
     from tickerlake.dev.airflow_local import run_airflow
 
     with FakeAlphaVantage({"AVHX": (date(1995, 1, 2), date(1995, 3, 31))}) as fake:
-        fake.throttle_next = 1
+        fake.throttle_next, fake.throttle_only = 1, "AVHX"  # whichever batch runs first
         env = {"TICKERLAKE_ALPHAVANTAGE_API_KEY": API_KEY, "TICKERLAKE_ALPHAVANTAGE_URL": fake.url,
                "TICKERLAKE_ALPHAVANTAGE_BACKOFF_SECONDS": "0.1", "TICKERLAKE_ALPHAVANTAGE_REQUESTS_PER_MINUTE": "100",
                "TICKERLAKE_ALPHAVANTAGE_REQUESTS_PER_DAY": "10000"}
-        conf = {"source": "alphavantage", "symbols": ["avhx"]}
+        conf = {"source": "alphavantage", "symbols": ["avhx", "nope"], "batch_size": 1}
         done = run_airflow(["dags", "test", "ohlcv_backfill", "1995-03-02", "--conf", json.dumps(conf)], settings,
                            capture=True, extra_env=env)
     output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-3000:]
-    assert [q["function"] for q in fake.queries] == ["TIME_SERIES_DAILY_ADJUSTED"] * 2  # throttled once
+    assert done.returncode != 0, output[-3000:]  # one batch failed, so the run did
+    assert "alphavantage: no data for symbol 'NOPE'" in output
+    functions = [(q["function"], q["symbol"]) for q in fake.queries]
+    assert functions.count(("TIME_SERIES_DAILY_ADJUSTED", "AVHX")) == 2  # throttled once, then served
+    assert functions.count(("TIME_SERIES_DAILY_ADJUSTED", "NOPE")) == 1  # not retried
     key = "ohlcv/interval=1d/source=alphavantage/symbol=AVHX/date=1995-03-01/bars.csv"
     raw = pd.read_csv(s3.get_object(Bucket=Bucket.RAW.value, Key=key)["Body"])
     assert raw["close"].tolist() == [price("AVHX", date(1995, 3, 1))]

@@ -28,7 +28,14 @@ from typing import Any
 
 import pandas as pd
 
-from ingestion.sources.base import MarketDataSource, SourceError, SourceName, conform, empty_frame
+from ingestion.sources.base import (
+    MarketDataSource,
+    SourceError,
+    SourceName,
+    SourceUnavailable,
+    conform,
+    empty_frame,
+)
 from tickerlake.core.datasets import BarInterval
 from tickerlake.core.market import exchange_of
 
@@ -159,17 +166,17 @@ class AlphaVantageSource(MarketDataSource):
         try:
             return retrying(self._request, function, symbol, params)
         except Throttled as exc:
-            raise SourceError(f"alphavantage: still throttled on {function} {symbol} after "
+            raise SourceUnavailable(f"alphavantage: still throttled on {function} {symbol} after "
                               f"{self.retries + 1} attempts: {exc}") from None
         except (ConnectionError, TimeoutError) as exc:
-            raise SourceError(f"alphavantage: {function} {symbol}: {type(exc).__name__} after "
+            raise SourceUnavailable(f"alphavantage: {function} {symbol}: {type(exc).__name__} after "
                               f"{self.retries + 1} attempts") from None
 
     def _request(self, function: str, symbol: str, params: dict[str, str]) -> Any:
         if self._limiter is None:
             self._limiter = shared_limiter(self.state_dir, self.requests_per_minute, self.requests_per_day)
         if not self._limiter.try_acquire("alphavantage", blocking=True, timeout=120):
-            raise SourceError(f"alphavantage: the request limit (TICKERLAKE_ALPHAVANTAGE_REQUESTS_PER_MINUTE="
+            raise SourceUnavailable(f"alphavantage: the request limit (TICKERLAKE_ALPHAVANTAGE_REQUESTS_PER_MINUTE="
                               f"{self.requests_per_minute}, _PER_DAY={self.requests_per_day}) is used up on "
                               "this host; rerun later, or raise it for a premium key")
         query = {"function": function, "symbol": symbol, "datatype": "json", **params, "apikey": self.api_key}

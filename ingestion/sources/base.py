@@ -20,7 +20,13 @@ class SourceName(StrEnum):
 
 
 class SourceError(TickerlakeError):
-    """Bad input from a source (unknown ticker, bad CSV row): the message names it."""
+    """Bad input from a source (unknown ticker, bad CSV row, a refused key): the message names it.
+    Retrying does not help: the backfill task fails at once."""
+
+
+class SourceUnavailable(SourceError):
+    """The source could not be reached or kept throttling after our own retries: Airflow's retry
+    (minutes later) may succeed."""
 
 
 class MarketDataSource(ABC):

@@ -16,7 +16,14 @@ from typing import Any, cast
 
 import pandas as pd
 
-from ingestion.sources.base import MarketDataSource, SourceError, SourceName, conform, empty_frame
+from ingestion.sources.base import (
+    MarketDataSource,
+    SourceError,
+    SourceName,
+    SourceUnavailable,
+    conform,
+    empty_frame,
+)
 from tickerlake.core.datasets import BarInterval
 from tickerlake.core.market import exchange_of
 
@@ -46,7 +53,7 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
 def with_retries(call: Callable[[], pd.DataFrame], symbols: Sequence[str], *, attempts: int,
                  backoff_seconds: float, sleep: Callable[[float], None] = time.sleep) -> pd.DataFrame:
     """`call()`, retried with exponential backoff (tenacity) on rate limits and transient network
-    errors; after `attempts` one SourceError naming the symbols and the last error."""
+    errors; after `attempts` one SourceUnavailable naming the symbols and the last error."""
     import tenacity
 
     def warn(state: tenacity.RetryCallState) -> None:
@@ -62,7 +69,7 @@ def with_retries(call: Callable[[], pd.DataFrame], symbols: Sequence[str], *, at
     try:
         return retrying(call)
     except _transient_errors() as exc:
-        raise SourceError(f"yfinance: gave up on {', '.join(symbols)} after {attempts} "
+        raise SourceUnavailable(f"yfinance: gave up on {', '.join(symbols)} after {attempts} "
                           f"attempts: {type(exc).__name__}: {exc}") from None
 
 
