@@ -149,26 +149,24 @@ ANOMALIES = Dataset(
     tables=(Table.ANOMALIES,),
 )
 
-# Raw rows the transform rejected: every raw column as text, the reason and where it came from.
-QUARANTINE_OHLCV = Dataset(
-    name="quarantine_ohlcv",
-    columns=(*(Column(c.name, Kind.TEXT) for c in OHLCV.columns),
-             Column("reason", Kind.TEXT, nullable=False), Column("source_file", Kind.TEXT),
-             Column("date", Kind.DATE), Column("quarantined_for", Kind.TEXT)),
-    keys=("source_file", "symbol", "timestamp"),
-    partitioned_by=("date",),
-)
+def _raw_rows(name: str, note: str, during: str) -> Dataset:
+    """Raw OHLCV rows set aside by the transform: every raw column as text as it arrived, a note
+    on what was done (`note`), the object they came from, and the interval that did it."""
+    return Dataset(
+        name=name,
+        columns=(*(Column(c.name, Kind.TEXT) for c in OHLCV.columns),
+                 Column(note, Kind.TEXT, nullable=False), Column("source_file", Kind.TEXT),
+                 Column("date", Kind.DATE), Column(during, Kind.TEXT)),
+        keys=("source_file", "symbol", "timestamp"),
+        partitioned_by=("date",),
+    )
 
-# Raw rows kept with a repair (open or close slightly outside [low, high]: the range widened):
-# every raw column as text as it arrived, what was changed, and where it came from.
-REPAIRED_OHLCV = Dataset(
-    name="repaired_ohlcv",
-    columns=(*(Column(c.name, Kind.TEXT) for c in OHLCV.columns),
-             Column("repair", Kind.TEXT, nullable=False), Column("source_file", Kind.TEXT),
-             Column("date", Kind.DATE), Column("repaired_for", Kind.TEXT)),
-    keys=("source_file", "symbol", "timestamp"),
-    partitioned_by=("date",),
-)
+
+# Raw rows the transform rejected, with the reason.
+QUARANTINE_OHLCV = _raw_rows("quarantine_ohlcv", "reason", "quarantined_for")
+# Raw rows kept with a repair (open or close slightly outside [low, high]: the range widened),
+# with what was changed.
+REPAIRED_OHLCV = _raw_rows("repaired_ohlcv", "repair", "repaired_for")
 
 # Quote/trade events on the ticks topic (JSON, keyed by symbol), as the producer sends them.
 TICK_EVENT = Dataset(

@@ -54,11 +54,11 @@ def merge_into(source: "DataFrame", table: str, keys: Sequence[str], scope: str 
         # a large interval is what runs a driver out of memory.
         if source.isEmpty():
             return MergeResult(0, 0)
-        writer = source.sortWithinPartitions(*clustered_by).writeTo(table) if clustered_by else source.writeTo(table)
+        writer = source.writeTo(table)
         if clustered_by:
-            writer = writer.option("fanout-enabled", "false")
+            writer = source.sortWithinPartitions(*clustered_by).writeTo(table).option("fanout-enabled", "false")
         writer.append()
-        return MergeResult(_added_records(spark, table), 0)
+        return MergeResult(int(_newest_snapshot(spark, table)["added"] or 0), 0)
     same = " AND ".join(f"s.`{c}` <=> t.`{c}`" for c in columns)
     on_keys = [source[k] == target[k] for k in keys]
     changed = (source.alias("s").join(target.alias("t"), on=on_keys, how="left")
@@ -72,17 +72,17 @@ def merge_into(source: "DataFrame", table: str, keys: Sequence[str], scope: str 
     return MergeResult(upserted, deleted)
 
 
+def _newest_snapshot(spark: "SparkSession", table: str) -> dict:
+    """The newest commit's id and the rows it added (its snapshot summary: no scan of the data)."""
+    row = spark.sql(f"SELECT snapshot_id AS id, summary['added-records'] AS added FROM {table}.snapshots "
+                    "ORDER BY committed_at DESC LIMIT 1").first()
+    return row.asDict() if row else {"id": None, "added": None}
+
+
 def current_snapshot(spark: "SparkSession", table: str) -> int | None:
     """The id of the table's current snapshot (None for a table never written)."""
-    row = spark.sql(f"SELECT snapshot_id FROM {table}.snapshots ORDER BY committed_at DESC LIMIT 1").first()
-    return int(row["snapshot_id"]) if row else None
-
-
-def _added_records(spark: "SparkSession", table: str) -> int:
-    """Rows the table's newest commit added (its snapshot summary: no scan of the data)."""
-    row = spark.sql(f"SELECT summary['added-records'] AS n FROM {table}.snapshots "
-                    "ORDER BY committed_at DESC LIMIT 1").first()
-    return int(row["n"] or 0) if row else 0
+    snapshot_id = _newest_snapshot(spark, table)["id"]
+    return int(snapshot_id) if snapshot_id is not None else None
 
 
 def _merge(rows: "DataFrame", table: str, keys: Sequence[str], actions: str) -> int:
