@@ -1,15 +1,24 @@
 """Benchmark: the warehouse load's bulk path against a plain `executemany` baseline, on Postgres.
 
     .venv/bin/python -m benchmarks.warehouse_load --rows 1000000
-    .venv/bin/python -m benchmarks.warehouse_load --rows 10000000
+    .venv/bin/python -m benchmarks.warehouse_load --rows 10000000 --per-partition 10000
 
 It starts a private stack (nothing shared with `make up`), writes `--rows` processed daily bars
-(every column of `warehouse.bars_daily`: OHLCV + 20 indicators) as Parquet into the lake, one
-object per date partition of `--per-partition` symbols, then in this one process:
+(every column of `warehouse.bars_daily`: OHLCV + 20 indicators) into an Iceberg table of its own
+(`processed.bench_bars_1d`, partitioned by date like `processed.bars_1d`, `--per-partition`
+symbols a day, appended with pyiceberg), then in this one process:
 
-- bulk: `load_dataset` for the whole lake: per partition, S3 read, binary COPY from Arrow (ADBC)
-  into a staging table, upsert into the target, ledger, one transaction per partition;
-- baseline: the same objects read the same way, then psycopg `executemany` of
+- bulk: `load_dataset` for the whole table as the load DAG runs it: the snapshot's data files by
+  partition; per partition S3 read, the lake-side key checksum (DuckDB), binary COPY from Arrow
+  (ADBC) straight into the target (a first load), ledger; TICKERLAKE_WAREHOUSE_LOAD_WORKERS
+  partitions side by side; seconds per step summed over the workers;
+- the DAG's consistency check after that load (every partition is new to it);
+- a rerun with nothing new: load plus check, as the DAG's next run does them;
+- `--full-check`: the on-demand check that reads the lake again;
+- ceiling: the first `--ceiling-rows` rows, already in memory as Arrow, COPYed by the same ADBC
+  call with the same number of connections into a copy of the table with its indexes and into
+  one without: what Postgres alone takes, with no S3 read, checksum or ledger;
+- baseline: the same data files read the same way, then psycopg `executemany` of
   `INSERT ... ON CONFLICT DO UPDATE` row by row, on the first `--baseline-rows` rows (a smaller
   sample: row-by-row is what the bulk path exists to avoid), into a copy of the table.
 
@@ -19,14 +28,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import os
 import time
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+TABLE = "bench_bars_1d"
 
 
 def parse_args() -> argparse.Namespace:
@@ -34,6 +43,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--per-partition", type=int, default=5_000, help="symbols (rows) per date")
     parser.add_argument("--baseline-rows", type=int, default=20_000)
+    parser.add_argument("--full-check", action="store_true", help="also time the on-demand full check")
+    parser.add_argument("--ceiling-rows", type=int, default=2_000_000)
     return parser.parse_args()
 
 
@@ -87,12 +98,82 @@ def baseline(settings, dataset, s3, objects, limit: int) -> int:
     return done
 
 
+def iceberg_table(catalog, rows: int, per_partition: int, dataset) -> None:
+    """The benchmark's Iceberg table, filled in appends of about a million rows."""
+    from tickerlake.core import datasets as declared
+    from tickerlake.core.names import Namespace
+
+    schema = declared.BARS.arrow_schema()
+    catalog.create_namespace_if_not_exists(Namespace.PROCESSED.value)
+    table = catalog.create_table(f"{Namespace.PROCESSED.value}.{TABLE}", schema=schema,
+                                 location=Namespace.PROCESSED.table_location(TABLE))
+    with table.update_spec() as spec:
+        spec.add_identity("date")
+    rng = np.random.default_rng(7)
+    partitions = -(-rows // per_partition)
+    chunk: list[pa.Table] = []
+    for i in range(partitions):
+        day = date(2000, 1, 3) + timedelta(days=i)
+        n = min(per_partition, rows - i * per_partition)
+        part = bars(dataset, day, n, rng)
+        chunk.append(part.append_column("date", pa.array([day] * n, pa.date32())).select(schema.names).cast(schema))
+        if sum(t.num_rows for t in chunk) >= 1_000_000 or i == partitions - 1:
+            table.append(pa.concat_tables(chunk))
+            chunk = []
+
+
+def ceiling(settings, dataset, s3, objects, limit: int, workers: int) -> dict[str, float]:
+    """rows/s of ADBC COPY alone (see the module docstring), with and without the indexes."""
+    import threading
+    from urllib.parse import quote
+
+    import adbc_driver_postgresql.dbapi as adbc
+
+    from tickerlake.core.clients import pg_connect
+    from tickerlake.warehouse.datasets import read_object
+    from tickerlake.warehouse.postgres import _as_target
+
+    pg = settings.pg
+    uri = (f"postgresql://{quote(pg.user, safe='')}:{quote(pg.password.get_secret_value(), safe='')}"
+           f"@{pg.host}:{pg.port}/{pg.database}")
+    tables, rows = [], 0
+    for partition, objs in objects:
+        for obj in objs:
+            tables.append(_as_target(dataset, partition, read_object(s3, obj, dataset)))
+            rows += tables[-1].num_rows
+        if rows >= limit:
+            break
+    rates = {}
+    for name, like in (("with indexes", "INCLUDING ALL"), ("heap only", "")):
+        with pg_connect(pg) as conn:
+            conn.execute("DROP TABLE IF EXISTS warehouse.bench_ceiling")
+            conn.execute(f"CREATE TABLE warehouse.bench_ceiling (LIKE warehouse.bars_daily {like})")
+            conn.commit()
+
+        def copy(chunk) -> None:
+            with adbc.connect(uri) as conn, conn.cursor() as cur:
+                for table in chunk:
+                    cur.adbc_ingest("bench_ceiling", table, mode="append", db_schema_name="warehouse")
+                    conn.commit()
+
+        threads = [threading.Thread(target=copy, args=(tables[k::workers],)) for k in range(workers)]
+        t0 = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        rates[name] = rows / (time.perf_counter() - t0)
+    return rates
+
+
 def main() -> int:
     args = parse_args()
     from tickerlake.dev.private import private_stack
 
     with private_stack():
         from tickerlake.core.clients import s3_client
+        from tickerlake.core.iceberg import iceberg_catalog
+        from tickerlake.core.names import ICEBERG_DIR
         from tickerlake.core.settings import get_settings
         from tickerlake.warehouse.base import check_dataset, load_dataset, raise_on_mismatch
         from tickerlake.warehouse.datasets import Datasets, list_partitions
@@ -100,44 +181,54 @@ def main() -> int:
 
         settings = get_settings()
         s3 = s3_client(settings.s3)
-        # the load's mechanics on plain Parquet objects under a prefix of the benchmark's own (the
-        # real dataset reads the Iceberg table's snapshot; its listing is not what is measured)
-        dataset = dataclasses.replace(Datasets.BARS_DAILY.value, iceberg=None, prefix="bench-warehouse/bars_1d/")
-        rng = np.random.default_rng(7)
-        partitions = -(-args.rows // args.per_partition)
+        dataset = dataclasses.replace(Datasets.BARS_DAILY.value, name="bench_bars_daily",
+                                      prefix=f"{ICEBERG_DIR}/{TABLE}/data/", iceberg=f"processed.{TABLE}")
         t0 = time.perf_counter()
-        for i in range(partitions):
-            day = date(2000, 1, 3) + timedelta(days=i)
-            n = min(args.per_partition, args.rows - i * args.per_partition)
-            sink = io.BytesIO()
-            pq.write_table(bars(dataset, day, n, rng), sink)
-            s3.put_object(Bucket=dataset.bucket.value, Key=f"{dataset.prefix}date={day}/part-00000.parquet",
-                          Body=sink.getvalue())
-        print(f"prepared {args.rows:,} processed daily bars in {partitions:,} partitions "
-              f"({time.perf_counter() - t0:.1f}s)", flush=True)
+        iceberg_table(iceberg_catalog(settings), args.rows, args.per_partition, dataset)
+        print(f"prepared {args.rows:,} processed daily bars in an Iceberg table, "
+              f"{-(-args.rows // args.per_partition):,} date partitions ({time.perf_counter() - t0:.1f}s)", flush=True)
 
         with PostgresWarehouse(settings.pg) as wh:
+            workers = settings.warehouse.load_workers
             t0 = time.perf_counter()
-            report = load_dataset(wh, dataset, s3)
+            report = load_dataset(wh, dataset, s3, workers=workers)
             bulk_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
-            rerun = load_dataset(wh, dataset, s3)
+            first_check = check_dataset(wh, dataset, s3, full=False)
+            raise_on_mismatch(first_check)
+            check_seconds = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            rerun = load_dataset(wh, dataset, s3, workers=workers)
+            rerun_check = check_dataset(wh, dataset, s3, full=False)
             rerun_seconds = time.perf_counter() - t0
-            raise_on_mismatch(check_dataset(wh, dataset, s3))
+            full_seconds = None
+            if args.full_check:
+                t0 = time.perf_counter()
+                raise_on_mismatch(check_dataset(wh, dataset, s3, full=True))
+                full_seconds = time.perf_counter() - t0
 
         objects = list(list_partitions(s3, dataset).items())
+        copy_only = ceiling(settings, dataset, s3, objects, args.ceiling_rows, workers)
         t0 = time.perf_counter()
         base_rows = baseline(settings, dataset, s3, objects, args.baseline_rows)
         base_seconds = time.perf_counter() - t0
 
     bulk_rate, base_rate = report.rows_loaded / bulk_seconds, base_rows / base_seconds
-    print(f"\n{'run':<34}{'rows':>12}{'seconds':>10}{'rows/s':>12}")
-    label = "bulk (ADBC COPY, upsert when changed)"
-    print(f"{label:<34}{report.rows_loaded:>12,}{bulk_seconds:>10.1f}{bulk_rate:>12,.0f}")
-    print(f"{'baseline (psycopg executemany)':<34}{base_rows:>12,}{base_seconds:>10.1f}{base_rate:>12,.0f}")
+    print(f"\n{'run':<40}{'rows':>12}{'seconds':>10}{'rows/s':>12}")
+    label = f"bulk (ADBC COPY, {workers} worker(s))"
+    print(f"{label:<40}{report.rows_loaded:>12,}{bulk_seconds:>10.1f}{bulk_rate:>12,.0f}")
+    print(f"{'baseline (psycopg executemany)':<40}{base_rows:>12,}{base_seconds:>10.1f}{base_rate:>12,.0f}")
     print(f"ratio (bulk rows/s / baseline rows/s): {bulk_rate / base_rate:.1f}")
-    print(f"rerun with nothing changed: {rerun.rows_loaded} rows loaded, {rerun.partitions_unchanged:,} "
-          f"partitions skipped in {rerun_seconds:.1f}s; consistency check passed")
+    print("ceiling, COPY alone from memory (" + ", ".join(f"{k}: {v:,.0f} rows/s" for k, v in copy_only.items())
+          + f"), {workers} connection(s), {min(args.ceiling_rows, args.rows):,} rows")
+    steps = ", ".join(f"{k} {v:.1f}s" for k, v in report.stages.items())
+    print(f"bulk steps (seconds summed over the workers): {steps}")
+    print(f"check after the load: {len(first_check):,} partitions, {sum(c.lake[0] for c in first_check):,} rows "
+          f"in {check_seconds:.1f}s")
+    print(f"rerun with nothing new: load ({'up to date at the loaded snapshot' if rerun.up_to_date else 'listed'}, "
+          f"{rerun.rows_loaded} rows) plus check ({len(rerun_check)} partitions) in {rerun_seconds:.3f}s")
+    if full_seconds is not None:
+        print(f"full check (the lake read again): {full_seconds:.1f}s")
     print(f"machine: {os.cpu_count()} cores")
     return 0
 

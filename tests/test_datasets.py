@@ -78,7 +78,7 @@ def expected_tables() -> dict[str, dict]:
             table["columns"][column] = kind
         assert table["key"] in (None, list(dataset.keys)), f"{dataset.target}: datasets disagree on the key"
         table["key"] = list(dataset.keys)
-    for spec in (declared.LOAD_LEDGER, declared.DIM_SYMBOL):
+    for spec in (declared.LOAD_LEDGER, declared.LOAD_STATE, declared.DIM_SYMBOL):
         tables[spec.name] = {"columns": {c.name: c.kind for c in spec.columns}, "key": list(spec.keys)}
     return dict(tables)
 

@@ -115,14 +115,14 @@ def _state(warehouse, dataset, s3):
 
 def test_loading_twice_loads_nothing_the_second_time(warehouse, s3):
     dataset, dates = _lake_with_days(s3)
-    first = load_dataset(warehouse, dataset, s3)
+    first = load_dataset(warehouse, dataset, s3, workers=2)  # side by side where the backend can
     assert (len(first.partitions_loaded), first.objects_loaded, first.rows_loaded) == (3, 6, 15)
     before = _state(warehouse, dataset, s3)
     raise_on_mismatch(check_dataset(warehouse, dataset, s3))
     second = load_dataset(warehouse, dataset, s3)
     assert (second.partitions_loaded, second.rows_loaded, second.partitions_unchanged) == ([], 0, 3)
     assert _state(warehouse, dataset, s3) == before
-    assert all(count == 5 for count, _ in before[0].values())
+    assert all(count == 5 for count, _, _ in before[0].values())
 
 
 def test_a_replaced_lake_object_is_reloaded_once_and_replaces_its_rows(warehouse, s3):
@@ -202,7 +202,52 @@ def test_ticks_load_only_the_files_the_iceberg_snapshot_lists(warehouse, s3, spa
     ids = warehouse.query(f"SELECT event_id FROM {warehouse.table('ticks')} "
                           "WHERE date = CAST(? AS DATE) ORDER BY event_id", (str(day),))
     assert [r[0] for r in ids] == ["e0", "e1", "e2", "e3"]
-    assert load_dataset(warehouse, dataset, s3).partitions_loaded == []  # nothing new: nothing loaded
+    again = load_dataset(warehouse, dataset, s3)  # nothing new: the snapshot alone says so
+    assert (again.up_to_date, again.partitions_loaded) == (True, [])
+    assert again.snapshot_id == warehouse.loaded_snapshot(dataset)
+    # A new commit touching one new partition: only that one is loaded, and checked.
+    spark.sql(f"INSERT INTO {name} VALUES ('e9', TIMESTAMP'{day} 16:00:00', 'AAA', 11.0, 1, 10.9, 11.1, "
+              f"'test', DATE'{day}', 0, 9, 16)")
+    later = load_dataset(warehouse, dataset, s3)
+    assert (later.up_to_date, later.partitions_unchanged) == (False, 1)
+    assert later.partitions_loaded == [f"date={day}/hour=16"]
+    assert [c.partition for c in check_dataset(warehouse, dataset, s3, full=False)] == [f"date={day}/hour=16"]
+    raise_on_mismatch(check_dataset(warehouse, dataset, s3))
+
+
+def test_the_check_covers_what_was_loaded_since_the_last_one_and_on_demand_everything(warehouse, s3):
+    dataset, dates = _lake_with_days(s3)
+    load_dataset(warehouse, dataset, s3)
+    first = check_dataset(warehouse, dataset, s3, full=False)
+    assert [c.partition for c in first] == [f"date={d}" for d in dates] and all(c.ok for c in first)
+    assert check_dataset(warehouse, dataset, s3, full=False) == []  # nothing loaded since
+    # A row deleted behind the load's back in a checked partition: the full check finds it.
+    warehouse.execute(f"DELETE FROM {warehouse.table('bars_daily')} WHERE date = CAST(? AS DATE) AND symbol = ?",
+                      (str(dates[0]), "AAA"))
+    with pytest.raises(ConsistencyError, match=rf"date={dates[0]}: lake 5 rows .* warehouse 4 rows"):
+        raise_on_mismatch(check_dataset(warehouse, dataset, s3, full=True))
+    # A reloaded partition is checked again on the next incremental check, and only it.
+    _put(s3, dataset, f"date={dates[2]}", "part-1.parquet", _bars(dataset, dates[2], ["CCC"], close=3.0))
+    assert load_dataset(warehouse, dataset, s3).partitions_loaded == [f"date={dates[2]}"]
+    again = check_dataset(warehouse, dataset, s3, full=False)
+    assert [(c.partition, c.lake[0], c.ok) for c in again] == [(f"date={dates[2]}", 3, True)]
+
+
+def test_the_key_checksum_is_the_md5_slices_the_docs_describe():
+    """The lake side's SQL (DuckDB) against the definition computed here by hand."""
+    import hashlib
+
+    from tickerlake.warehouse.checksums import lake_checksum
+
+    dataset = Datasets.BARS_DAILY.value
+    ts = [datetime(2024, 1, 2, 14, 30, tzinfo=UTC), datetime(1990, 6, 1, 13, 30, 0, 250, tzinfo=UTC)]
+    table = pa.table({"symbol": ["ABC", "SAP.DE"], "timestamp": pa.array(ts, pa.timestamp("us", "UTC"))})
+    expected = [0, 0, 0]
+    for symbol, t in zip(["ABC", "SAP.DE"], ts, strict=True):
+        micros = (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+        digest = hashlib.md5(f"{symbol}|{micros}".encode()).hexdigest()
+        expected = [expected[0] + 1, expected[1] + int(digest[:6], 16), expected[2] + int(digest[6:12], 16)]
+    assert lake_checksum(dataset, table) == tuple(expected)
 
 
 def test_placeholders_are_the_interfaces_business_not_the_callers(warehouse, s3):

@@ -105,5 +105,22 @@ CREATE TABLE IF NOT EXISTS warehouse.load_ledger (
     row_count   bigint      NOT NULL,
     target      text        NOT NULL,  -- the warehouse table
     loaded_at   timestamptz NOT NULL DEFAULT now(),
+    key_sum_hi  bigint,               -- the object's key checksum as loaded (tickerlake.warehouse.checksums)
+    key_sum_lo  bigint,
+    checked_at  timestamptz,          -- when the consistency check last verified it (NULL: not yet)
     PRIMARY KEY (dataset, bucket, object_key)
+);
+-- Ledgers created before the checksum columns existed get them here (idempotent).
+ALTER TABLE warehouse.load_ledger ADD COLUMN IF NOT EXISTS key_sum_hi bigint;
+ALTER TABLE warehouse.load_ledger ADD COLUMN IF NOT EXISTS key_sum_lo bigint;
+ALTER TABLE warehouse.load_ledger ADD COLUMN IF NOT EXISTS checked_at timestamptz;
+CREATE INDEX IF NOT EXISTS load_ledger_unchecked ON warehouse.load_ledger (dataset) WHERE checked_at IS NULL;
+
+-- The Iceberg snapshot each dataset was last loaded to in full: a load that finds its table
+-- still there has nothing to do.
+CREATE TABLE IF NOT EXISTS warehouse.load_state (
+    dataset     text        NOT NULL,
+    snapshot_id bigint      NOT NULL,
+    loaded_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (dataset)
 );

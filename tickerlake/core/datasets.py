@@ -229,8 +229,21 @@ LOAD_LEDGER = Dataset(
         Column("etag", Kind.TEXT, nullable=False), Column("row_count", Kind.BIGINT, nullable=False),
         Column("target", Kind.TEXT, nullable=False),  # the warehouse table
         Column("loaded_at", Kind.TIMESTAMP, nullable=False),
+        # The object's key checksum as the load read it (sums of two 24-bit slices of each key's
+        # MD5, computed by SQL: tickerlake.warehouse.checksums); NULL in rows of older loads.
+        Column("key_sum_hi", Kind.BIGINT), Column("key_sum_lo", Kind.BIGINT),
+        Column("checked_at", Kind.TIMESTAMP),  # when the consistency check last verified it
     ),
     keys=("dataset", "bucket", "object_key"),
+)
+
+# The Iceberg snapshot each warehouse dataset was last loaded to in full: a load that finds the
+# table still at that snapshot has nothing to do (it reads no manifest and no ledger).
+LOAD_STATE = Dataset(
+    name="load_state",
+    columns=(Column("dataset", Kind.TEXT, nullable=False), Column("snapshot_id", Kind.BIGINT, nullable=False),
+             Column("loaded_at", Kind.TIMESTAMP, nullable=False)),
+    keys=("dataset",),
 )
 
 # The warehouse's symbol dimension: one row per instrument the lake has seen.
@@ -244,7 +257,7 @@ DIM_SYMBOL = Dataset(
 )
 
 ALL_DATASETS = (OHLCV, BARS, ANOMALIES, QUARANTINE_OHLCV, REPAIRED_OHLCV, TICK_EVENT, TICKS, QUARANTINE_TICKS,
-                LIVE_BARS, LOAD_LEDGER, DIM_SYMBOL)
+                LIVE_BARS, LOAD_LEDGER, LOAD_STATE, DIM_SYMBOL)
 
 
 def dataset_of(table: Table) -> Dataset:

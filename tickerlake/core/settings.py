@@ -279,6 +279,9 @@ class WarehouseSettings(BaseSettings):
     model_config = _config("WAREHOUSE")
 
     backend: WarehouseBackend = WarehouseBackend.AUTO
+    # Partitions loaded side by side, each on its own connection (Postgres; Snowflake loads one at
+    # a time and parallelises inside its COPY). Two fill this machine kind's two cores.
+    load_workers: int = Field(default=2, ge=1, le=32)
 
 
 class AirflowSettings(BaseSettings):

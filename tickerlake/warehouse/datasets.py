@@ -11,13 +11,11 @@ them (`timestamp` -> `ts`).
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from enum import Enum
 
 import pyarrow as pa
@@ -178,19 +176,33 @@ def _listed(s3, dataset: Dataset) -> Iterable[LakeObject]:
         yield LakeObject(dataset.bucket.value, obj["Key"], obj["ETag"].strip('"'), obj["Size"])
 
 
-def _iceberg_files(dataset: Dataset) -> Iterable[LakeObject]:
-    """The data files of the table's current snapshot (immutable: the path is the version)."""
+def _iceberg_table(dataset: Dataset):
+    """The dataset's Iceberg table, or None before anything created it (the stream has not run)."""
     from pyiceberg.exceptions import NoSuchTableError
 
     from tickerlake.core.iceberg import iceberg_catalog
 
     assert dataset.iceberg is not None
     try:
-        table = iceberg_catalog().load_table(dataset.iceberg)
-    except NoSuchTableError:  # the stream has not run yet
+        return iceberg_catalog().load_table(dataset.iceberg)
+    except NoSuchTableError:
+        return None
+
+
+def current_snapshot_id(dataset: Dataset) -> int | None:
+    """The Iceberg table's current snapshot (None: no table, or nothing committed yet)."""
+    table = _iceberg_table(dataset)
+    snapshot = table.current_snapshot() if table is not None else None
+    return snapshot.snapshot_id if snapshot is not None else None
+
+
+def _iceberg_files(dataset: Dataset, snapshot_id: int | None) -> Iterable[LakeObject]:
+    """The data files of one snapshot of the table (immutable: the path is the version)."""
+    table = _iceberg_table(dataset) if snapshot_id is not None else None
+    if table is None:
         return
     marker = f"{dataset.bucket.value}/"
-    for task in table.scan().plan_files():
+    for task in table.scan(snapshot_id=snapshot_id).plan_files():
         if task.delete_files:
             raise TickerlakeError(f"Iceberg table {dataset.iceberg} has delete files (merge-on-read): the load "
                                   "reads committed data files only; rewrite them (rewrite_data_files) first")
@@ -198,10 +210,13 @@ def _iceberg_files(dataset: Dataset) -> Iterable[LakeObject]:
         yield LakeObject(dataset.bucket.value, key, "iceberg", task.file.file_size_in_bytes)
 
 
-def list_partitions(s3, dataset: Dataset) -> dict[str, list[LakeObject]]:
-    """The dataset's data objects in the lake, by partition (sorted, deterministic)."""
+def list_partitions(s3, dataset: Dataset, snapshot_id: int | None = None) -> dict[str, list[LakeObject]]:
+    """The dataset's data objects in the lake, by partition (sorted, deterministic): for an Iceberg
+    dataset the files of `snapshot_id` (its current snapshot when None)."""
+    if dataset.iceberg and snapshot_id is None:
+        snapshot_id = current_snapshot_id(dataset)
     partitions: dict[str, list[LakeObject]] = defaultdict(list)
-    for obj in (_iceberg_files(dataset) if dataset.iceberg else _listed(s3, dataset)):
+    for obj in (_iceberg_files(dataset, snapshot_id) if dataset.iceberg else _listed(s3, dataset)):
         partition = _partition_of(dataset, obj.key)
         if partition is not None:
             partitions[partition].append(obj)
@@ -213,7 +228,12 @@ def read_object(s3, obj: LakeObject, dataset: Dataset, columns: list[str] | None
     become UTC instants)."""
     body = s3.get_object(Bucket=obj.bucket, Key=obj.key)["Body"].read()
     wanted = [c for c in dataset.columns if columns is None or c.lake in columns]
-    table = pq.read_table(io.BytesIO(body), columns=[c.lake for c in wanted])
+    return typed(dataset, pq.read_table(io.BytesIO(body), columns=[c.lake for c in wanted]))
+
+
+def typed(dataset: Dataset, table: pa.Table) -> pa.Table:
+    """The dataset's columns `table` has, cast to the dataset's types."""
+    wanted = [c for c in dataset.columns if c.lake in table.column_names]
     arrays = []
     for column in wanted:
         array = table.column(column.lake)
@@ -224,33 +244,6 @@ def read_object(s3, obj: LakeObject, dataset: Dataset, columns: list[str] | None
     return pa.table(arrays, names=[c.lake for c in wanted])
 
 
-# --- Checksums: the same function on both sides of the consistency check -------------------
-
-def _normal(value) -> object:
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-        delta = aware - datetime(1970, 1, 1, tzinfo=UTC)
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    if isinstance(value, date):
-        return value.isoformat()
-    if hasattr(value, "as_integer_ratio") and float(value).is_integer():  # Decimal / numpy ints
-        return int(value)
-    return value
-
-
-def key_checksum(rows: Iterable[tuple]) -> tuple[int, str]:
-    """(row count, order-independent checksum) of key tuples: a sum of 64-bit BLAKE2b hashes."""
-    count, total = 0, 0
-    for row in rows:
-        digest = hashlib.blake2b(repr(tuple(_normal(v) for v in row)).encode(), digest_size=8).digest()
-        total = (total + int.from_bytes(digest, "big")) % 2**64
-        count += 1
-    return count, f"{total:016x}"
-
-
-def lake_key_rows(s3, dataset: Dataset, objects: list[LakeObject]) -> Iterable[tuple]:
-    """The file key tuples (`Dataset.file_keys` order) of a partition's objects."""
-    lake_keys = [c.lake for c in dataset.file_keys]
-    for obj in objects:
-        table = read_object(s3, obj, dataset, columns=lake_keys)
-        yield from zip(*(table.column(lake).to_pylist() for lake in lake_keys), strict=True)
+def lake_key_table(s3, dataset: Dataset, obj: LakeObject) -> pa.Table:
+    """One object's key columns (`Dataset.file_keys`, lake names), typed as the load types them."""
+    return read_object(s3, obj, dataset, columns=[c.lake for c in dataset.file_keys])

@@ -34,7 +34,8 @@ def load(settings: Settings, names: Iterable[str] | None = None, *, reload: bool
         for dataset in datasets:
             began = time.monotonic()
             try:
-                report = load_dataset(warehouse, dataset, s3, reload=reload)
+                report = load_dataset(warehouse, dataset, s3, reload=reload,
+                                      workers=settings.warehouse.load_workers)
             except Exception:
                 push_run("warehouse_load", {"dataset": dataset.name}, rows=0,
                          seconds=time.monotonic() - began, failed=True, settings=settings.monitoring)
@@ -46,12 +47,13 @@ def load(settings: Settings, names: Iterable[str] | None = None, *, reload: bool
     return reports
 
 
-def check(settings: Settings, names: Iterable[str] | None = None, *,
+def check(settings: Settings, names: Iterable[str] | None = None, *, full: bool = False,
           snowflake_connect: Callable[[], object] | None = None) -> list[PartitionCheck]:
-    """Compare every partition; raises ConsistencyError naming the partitions that differ."""
+    """Compare the partitions loaded since the last check (every partition, the lake read again,
+    with `full`); raises ConsistencyError naming the partitions that differ."""
     s3 = s3_client(settings.s3)
     with open_warehouse(settings, snowflake_connect) as warehouse:
-        checks = [c for d in _chosen(names) for c in check_dataset(warehouse, d, s3)]
+        checks = [c for d in _chosen(names) for c in check_dataset(warehouse, d, s3, full=full)]
     raise_on_mismatch(checks)
     return checks
 

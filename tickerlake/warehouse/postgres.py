@@ -1,5 +1,7 @@
-"""The Postgres warehouse: binary COPY from Arrow (ADBC) into a staging table, then an upsert, all
-in one transaction per partition. Connects as the loader role, which writes but owns nothing."""
+"""The Postgres warehouse: binary COPY from Arrow (ADBC), straight into the target for a partition
+it has no row of, else into a staging table and then an upsert; one transaction per partition,
+partitions side by side on separate connections (`sessions`). Connects as the loader role, which
+writes but owns nothing."""
 from __future__ import annotations
 
 import contextlib
@@ -13,13 +15,14 @@ import pyarrow.compute as pc
 from tickerlake.core import datasets as declared
 from tickerlake.core.errors import TickerlakeError
 from tickerlake.core.settings import PostgresSettings
-from tickerlake.warehouse.base import Backend, Dialect, Warehouse
+from tickerlake.warehouse import checksums
+from tickerlake.warehouse.base import NO_STAGES, Backend, Dialect, Stages, Warehouse
 from tickerlake.warehouse.datasets import ARROW, Dataset, Kind, LakeObject, read_object
 
 SCHEMA = "warehouse"
 STAGING = "pg_temp.stg_load"
 TABLES = ("bars_daily", "bars_intraday", "anomalies", "ticks", declared.LOAD_LEDGER.name,
-          declared.DIM_SYMBOL.name)
+          declared.LOAD_STATE.name, declared.DIM_SYMBOL.name)
 
 
 def _as_target(dataset: Dataset, partition: str, table: pa.Table) -> pa.Table:
@@ -39,6 +42,12 @@ class PostgresDialect(Dialect):
 
     def placeholder(self, position: int) -> str:
         return f"${position}"  # libpq's, as the ADBC driver binds them
+
+    def epoch_us_text(self, ref: str) -> str:
+        return f"((EXTRACT(EPOCH FROM {ref}) * 1000000)::bigint)::text"  # numeric: exact
+
+    def hex_to_int(self, hex_text: str) -> str:
+        return f"('x' || {hex_text})::bit({4 * checksums.SLICE_HEX_DIGITS})::integer"
 
     def upsert(self, dataset: Dataset, partition: str, table: str, staging: str) -> str:
         columns = dataset.target_columns()
@@ -61,6 +70,8 @@ class PostgresWarehouse(Warehouse):
     def __init__(self, pg: PostgresSettings):
         import adbc_driver_postgresql.dbapi as adbc
 
+        self.pg = pg
+
         try:
             self.conn = adbc.connect(pg.loader_uri())
         except Exception as exc:  # noqa: BLE001 - the driver's message carries no password
@@ -68,6 +79,13 @@ class PostgresWarehouse(Warehouse):
                                   f"as {pg.loader_user}: {str(exc).splitlines()[0]}") from None
         self.label = f"postgres://{pg.host}:{pg.port}/{pg.database}"
         self._cur: Any = None  # the open transaction's cursor
+        self._known_symbols: set[str] = set()  # in dim_symbol, as this connection committed them
+        # A partition's rows and its ledger rows commit together: if a crash loses the last
+        # commits, the ledger loses them too and the next load redoes those partitions. So the
+        # load need not wait for each commit's WAL flush.
+        with self.conn.cursor() as cur:
+            cur.execute("SET synchronous_commit = off")
+        self.conn.commit()
 
     def table(self, name: str) -> str:
         return f"{SCHEMA}.{self.dialect.ident(name)}"
@@ -119,32 +137,55 @@ class PostgresWarehouse(Warehouse):
             raise TickerlakeError(f"the Postgres warehouse has no table(s) {', '.join(missing)}: "
                                   "run `python -m minio_init --only warehouse` (make up does)")
 
-    def replace_partition(self, dataset: Dataset, partition: str, objects: list[LakeObject], s3) -> int:
-        tables = [read_object(s3, obj, dataset) for obj in objects]
-        rows = [t.num_rows for t in tables]
+    @contextlib.contextmanager
+    def sessions(self, workers: int) -> Iterator[list[Warehouse]]:
+        """This connection and `workers - 1` more: partitions are independent transactions, and one
+        connection's COPY leaves the server's second core idle."""
+        extra: list[Warehouse] = []
+        try:
+            for _ in range(max(workers, 1) - 1):
+                extra.append(PostgresWarehouse(self.pg))
+            yield [self, *extra]
+        finally:
+            for session in extra:
+                session.close()
+
+    def replace_partition(self, dataset: Dataset, partition: str, objects: list[LakeObject], s3,
+                          stages: Stages = NO_STAGES) -> int:
+        with stages.timed("read"):
+            tables = [read_object(s3, obj, dataset) for obj in objects]
+        with stages.timed("checksum"):
+            sums = [checksums.lake_checksum(dataset, t) for t in tables]
+        symbols = {v for t in tables if "symbol" in t.column_names
+                   for v in pc.unique(t.column("symbol")).to_pylist() if v is not None}
         target, d = self.table(dataset.target), self.dialect
-        with self.transaction():
+        with stages.timed("write"), self.transaction():
             cur = self._cur
-            cur.execute(f"SELECT EXISTS (SELECT 1 FROM {target} t WHERE {d.predicate(dataset, partition)})")
-            if not cur.fetchone()[0]:
-                # A partition the warehouse has no row of (its first load): COPY straight into
-                # the target, as Iceberg's first load appends; nothing to upsert or delete.
-                for table in tables:
-                    if table.num_rows:
-                        cur.adbc_ingest(dataset.target, _as_target(dataset, partition, table),
-                                        mode="append", db_schema_name=SCHEMA)
-            else:
-                cur.execute(f"DROP TABLE IF EXISTS {STAGING}")
-                cur.execute(f"CREATE TEMP TABLE stg_load {d.staging_ddl(dataset)}")
-                for table in tables:
-                    if table.num_rows:
-                        cur.adbc_ingest("stg_load", table, mode="append", temporary=True)
-                cur.execute(d.upsert(dataset, partition, target, STAGING))
-                cur.execute(d.delete_missing(dataset, partition, target, STAGING))
-                cur.execute(f"DROP TABLE {STAGING}")
-            self.add_symbols(dataset, partition)
-            self.write_ledger(dataset, partition, objects, rows)
-        return sum(rows)
+            with stages.timed("write.copy"):
+                cur.execute(f"SELECT EXISTS (SELECT 1 FROM {target} t WHERE {d.predicate(dataset, partition)})")
+                if not cur.fetchone()[0]:
+                    # A partition the warehouse has no row of (its first load): COPY straight into
+                    # the target, as Iceberg's first load appends; nothing to upsert or delete.
+                    for table in tables:
+                        if table.num_rows:
+                            cur.adbc_ingest(dataset.target, _as_target(dataset, partition, table),
+                                            mode="append", db_schema_name=SCHEMA)
+                else:
+                    cur.execute(f"DROP TABLE IF EXISTS {STAGING}")
+                    cur.execute(f"CREATE TEMP TABLE stg_load {d.staging_ddl(dataset)}")
+                    for table in tables:
+                        if table.num_rows:
+                            cur.adbc_ingest("stg_load", table, mode="append", temporary=True)
+                    cur.execute(d.upsert(dataset, partition, target, STAGING))
+                    cur.execute(d.delete_missing(dataset, partition, target, STAGING))
+                    cur.execute(f"DROP TABLE {STAGING}")
+            with stages.timed("write.symbols"):
+                if symbols - self._known_symbols:  # most partitions bring no symbol this load has not seen
+                    self.add_symbols(dataset, partition)
+            with stages.timed("write.ledger"):
+                self.write_ledger(dataset, partition, objects, sums)
+        self._known_symbols |= symbols  # committed: in dim_symbol now
+        return sum(n for n, _, _ in sums)
 
     def close(self) -> None:
         self.conn.close()

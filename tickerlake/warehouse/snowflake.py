@@ -25,8 +25,9 @@ import pyarrow.parquet as pq
 
 from tickerlake.core.errors import TickerlakeError
 from tickerlake.core.settings import REPO_ROOT, SnowflakeSettings, StageKind
-from tickerlake.warehouse.base import Backend, Dialect, Warehouse
-from tickerlake.warehouse.datasets import Dataset, Kind, LakeObject
+from tickerlake.warehouse import checksums
+from tickerlake.warehouse.base import NO_STAGES, Backend, Dialect, Stages, Warehouse
+from tickerlake.warehouse.datasets import Dataset, Kind, LakeObject, typed
 
 SQL_DIR = REPO_ROOT / "sql" / "snowflake"
 
@@ -47,6 +48,15 @@ class SnowflakeDialect(Dialect):
 
     def placeholder(self, position: int) -> str:
         return "%s"  # the connector's default paramstyle (pyformat)
+
+    def epoch_us_text(self, ref: str) -> str:
+        return f"TO_VARCHAR(DATE_PART(EPOCH_MICROSECOND, {ref}))"
+
+    def hex_to_int(self, hex_text: str) -> str:
+        # digit by digit: TO_NUMBER(..., 'XXXXXX') is Snowflake's own, but fakesnow cannot run it
+        n = checksums.SLICE_HEX_DIGITS
+        return "(" + " + ".join(f"(POSITION(SUBSTR({hex_text}, {i}, 1), '0123456789abcdef') - 1) * {16 ** (n - i)}"
+                                for i in range(1, n + 1)) + ")"
 
     def upsert_symbols(self, table: str, select: str) -> str:
         # MERGE statements on one table are serialised by Snowflake's table lock, so two loads
@@ -162,11 +172,12 @@ class SnowflakeWarehouse(Warehouse):
                               f"URL = '{s.external_url.format(bucket=bucket)}' "
                               f"STORAGE_INTEGRATION = {s.storage_integration} FILE_FORMAT = (TYPE = PARQUET)")
 
-    def replace_partition(self, dataset: Dataset, partition: str, objects: list[LakeObject], s3) -> int:
+    def replace_partition(self, dataset: Dataset, partition: str, objects: list[LakeObject], s3,
+                          stages: Stages = NO_STAGES) -> int:
         d, target, staging = self.dialect, self.table(dataset.target), staging_table(dataset)
         self._execute(f"CREATE OR REPLACE TRANSIENT TABLE {staging} {d.staging_ddl(dataset)}")
         with tempfile.TemporaryDirectory(prefix="tickerlake-sf-") as tmp:
-            rows, batch_dirs = [], []
+            sums, batch_dirs = [], []
             for i in range(0, len(objects), COPY_FILES_MAX):
                 batch = objects[i:i + COPY_FILES_MAX]
                 local = Path(tmp, str(i))
@@ -174,7 +185,8 @@ class SnowflakeWarehouse(Warehouse):
                 for obj in batch:
                     path = local / obj.basename
                     s3.download_file(obj.bucket, obj.key, str(path))
-                    rows.append(pq.ParquetFile(path).metadata.num_rows)
+                    keys = pq.read_table(path, columns=[c.lake for c in dataset.file_keys])
+                    sums.append(checksums.lake_checksum(dataset, typed(dataset, keys)))
                 if self.settings.stage is StageKind.INTERNAL:
                     batch_dir = f"{dataset.name}/{uuid.uuid4().hex}"
                     for obj in batch:
@@ -186,9 +198,9 @@ class SnowflakeWarehouse(Warehouse):
         self._execute(d.merge(dataset, partition, target, staging))
         self._execute(d.delete_missing(dataset, partition, target, staging))
         self.add_symbols(dataset, partition)
-        self.write_ledger(dataset, partition, objects, rows)
+        self.write_ledger(dataset, partition, objects, sums)
         self._execute(f"DROP TABLE IF EXISTS {staging}")
-        return sum(rows)
+        return sum(n for n, _, _ in sums)
 
     def close(self) -> None:
         self.conn.close()
