@@ -196,24 +196,43 @@ def monitoring_urls(settings) -> str:
             f"  Metrics exporter:             http://127.0.0.1:{m.exporter_port}/metrics")
 
 
+def _producer_started_at(settings) -> float | None:
+    """When the supervised demo producer's process started (the stream's start), by its PID."""
+    import psutil
+
+    from tickerlake.streaming.supervisor import PRODUCER, running
+
+    pid = running(settings, PRODUCER)
+    try:
+        return psutil.Process(pid).create_time() if pid is not None else None
+    except psutil.NoSuchProcess:
+        return None
+
+
 def watch_realtime(settings, seconds: float) -> None:
     """Show the realtime tables filling while the supervised stream runs (row counts from each
-    table's current snapshot summary: no scan)."""
+    table's current snapshot summary: no scan), timed from the producer's start, and when each
+    table first had rows."""
     from tickerlake.core.iceberg import iceberg_catalog
 
     catalog = iceberg_catalog(settings)
-    started = time.monotonic()
-    shown = 0.0
-    while time.monotonic() - started < seconds:
+    origin = _producer_started_at(settings) or time.time()
+    shown, first_rows = -10.0, {}
+    while time.time() - origin < seconds:
         time.sleep(0.5)
         counts = {}
         for table in ("realtime.ticks", "realtime.bars_1m", "realtime.bars_5m"):
             snapshot = catalog.load_table(table).current_snapshot() if catalog.table_exists(table) else None
             counts[table] = int(snapshot.summary.get("total-records") or 0) if snapshot and snapshot.summary else 0
-        elapsed = time.monotonic() - started
+        elapsed = time.time() - origin
+        for table, count in counts.items():
+            if count and table not in first_rows:
+                first_rows[table] = elapsed
         if elapsed - shown >= 2 or elapsed < 12:
             shown = elapsed
             print(f"    {elapsed:>5.1f}s  " + "  ".join(f"{t}: {n:,}" for t, n in counts.items()), flush=True)
+    print("    first rows after the producer started: " + ", ".join(
+        f"{t} {first_rows[t]:.1f}s" if t in first_rows else f"{t} none" for t in counts), flush=True)
 
 
 def print_lake_summary(settings) -> None:

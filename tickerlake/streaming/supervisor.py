@@ -152,6 +152,22 @@ def lease_elsewhere(settings: Settings, conn) -> str | None:
     return f"held elsewhere by {state.holder} (lease token {state.token}) until {state.expires_at:%H:%M:%S%z}"
 
 
+JOB_READY_TIMEOUT_SECONDS = 120.0
+
+
+def wait_until_ready(s3, settings: Settings, timeout: float) -> float | None:
+    """Seconds until the job just started reports itself ready (warmed up, both queries running;
+    spark_jobs/stream_ticks.py), None if it did not within `timeout` or died first."""
+    began = time.time()
+    while time.time() - began < timeout and running(settings, STREAM) is not None:
+        progress = read_progress(s3) or {}
+        if progress.get("ready") and float(progress.get("written_at") or 0) >= began:
+            return round(time.time() - began, 1)
+        time.sleep(0.5)
+    log.warning("the stream job did not report ready within %.0fs; starting the producer anyway", timeout)
+    return None
+
+
 def supervise(*, demo_producer: bool = False, stall_seconds: float = 180.0,
               settings: Settings | None = None) -> dict:
     """One supervision round (the DAG runs it every few minutes)."""
@@ -170,8 +186,6 @@ def supervise(*, demo_producer: bool = False, stall_seconds: float = 180.0,
         try:
             require_kafka_connector(settings)  # one line naming the setting, before anything starts
             report: dict = {"source": "kafka"}
-            if demo_producer:
-                report[PRODUCER.name] = ensure_running(settings, PRODUCER)
             progress = read_progress(s3)
             # what the job's Kafka source has not committed yet
             lag = kafka_lag(settings, kafka_source_positions(progress))
@@ -188,6 +202,11 @@ def supervise(*, demo_producer: bool = False, stall_seconds: float = 180.0,
                 report[STREAM.name] = holder
             else:
                 report[STREAM.name] = ensure_running(settings, STREAM)
+            if demo_producer:
+                if str(report[STREAM.name]).startswith("started") and running(settings, PRODUCER) is None:
+                    # the demo's quotes start once the new job is warm, so they show within seconds
+                    report["job_ready_after_s"] = wait_until_ready(s3, settings, JOB_READY_TIMEOUT_SECONDS)
+                report[PRODUCER.name] = ensure_running(settings, PRODUCER)
             report["kafka_lag"] = lag
             ticks = ((progress or {}).get("queries", {}).get(TICKS_QUERY) or {})
             report["last_batch"] = ticks.get("batchId")
