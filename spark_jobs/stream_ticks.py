@@ -5,14 +5,18 @@
 Two queries; the topic is read once, by the first:
 
 1. `ticks` reads the topic with Spark's Kafka source. In the plan: parse the JSON (every field as
-   text, then typed, so a wrong type is a reason, not a NULL), then `withWatermark` on the
-   record's Kafka timestamp and `dropDuplicatesWithinWatermark(event_id)`: a producer's re-send
-   reaches the broker within seconds of the first copy, so bounded RocksDB state of
-   TICKERLAKE_STREAM_DEDUP_SECONDS removes it. Its `foreachBatch` is idempotent per batch: every
-   commit it makes carries the query id and batch id as snapshot properties, and a batch that is
-   already committed is skipped on replay (what Iceberg's own streaming sink does). It
-   - archives the batch's records as they came (`s3://raw/archive/ticks/batch_id=N/`, replaced
-     on replay): the raw copy a replay or an audit starts from;
+   text, then typed, so a wrong type is a reason, not a NULL; a record that is not a JSON object
+   is kept whole in the parser's corrupt-record field), then `withWatermark` on the record's
+   Kafka timestamp and `dropDuplicatesWithinWatermark(event_id)`: a producer's re-send reaches
+   the broker within seconds of the first copy, so bounded RocksDB state of
+   TICKERLAKE_STREAM_DEDUP_SECONDS removes it. Its `foreachBatch` runs one Spark job that brings
+   the micro-batch to the driver as Arrow, and makes every write from there (pyiceberg, boto3):
+   for micro-batches of thousands of rows a Spark write job costs more than the rows. It is
+   idempotent per batch: every commit carries the query id and batch id as snapshot properties,
+   and a batch that is already committed is skipped on replay (what Iceberg's own streaming sink
+   does). It
+   - archives the batch's records as they came (`s3://raw/archive/ticks/batch_id=N/`, one
+     Parquet object, replaced on replay): the raw copy a replay or an audit starts from;
    - quarantines malformed events and events older than the event-time watermark into
      `realtime.quarantine_ticks`, with the reason; the watermark is Spark's rule (the latest
      event time of earlier batches minus TICKERLAKE_STREAM_WATERMARK_SECONDS), carried from batch
@@ -50,8 +54,11 @@ from tickerlake.core.stream_progress import PROGRESS_KEY, STREAM_JOB
 if TYPE_CHECKING:
     import pyarrow as pa
 
-# Every field read as text first: a wrong type is quarantined with its reason, not NULLed.
-EVENT_SCHEMA = TICK_EVENT.spark_ddl(as_text=True)
+# Every field read as text first: a wrong type is quarantined with its reason, not NULLed. A
+# record that is not one JSON object (strictly: no bare NaN/Infinity) lands whole in `_corrupt`.
+CORRUPT = "_corrupt"
+EVENT_SCHEMA = f"{TICK_EVENT.spark_ddl(as_text=True)}, `{CORRUPT}` STRING"
+JSON_OPTIONS = {"columnNameOfCorruptRecord": CORRUPT, "allowNonNumericNumbers": "false"}
 MARKER = "tickerlake.batch"  # snapshot property: "<query id>:<batch id>"
 MAX_EVENT_TIME = "tickerlake.max-event-time"  # snapshot property: latest event time so far (µs)
 LEASE_TOKEN = "tickerlake.lease-token"  # snapshot property: the writer's fencing token
@@ -83,7 +90,7 @@ def parse(records, max_future_seconds: int = 300):
     from pyspark.sql import functions as F
 
     text = F.col("value").cast("string")
-    parsed = records.withColumn("e", F.from_json(text, EVENT_SCHEMA)).select(
+    parsed = records.withColumn("e", F.from_json(text, EVENT_SCHEMA, JSON_OPTIONS)).select(
         "kafka_partition", "kafka_offset", "kafka_timestamp", "key", "value",
         F.col("e.event_id").alias("event_id"),
         F.to_timestamp("e.event_time").alias("event_time"),
@@ -93,8 +100,8 @@ def parse(records, max_future_seconds: int = 300):
         F.col("e.bid").cast("double").alias("bid"),
         F.col("e.ask").cast("double").alias("ask"),
         F.col("e.source").alias("source"),
-        # from_json is permissive (broken JSON gives a struct of NULLs): ask for the root instead
-        F.get_json_object(text, "$").isNull().alias("_not_json"))
+        # one parse: from_json keeps what is not a JSON object in the corrupt-record field
+        (F.col("e").isNull() | F.col(f"e.{CORRUPT}").isNotNull()).alias("_not_json"))
     rules = [
         (F.col("_not_json"), "not JSON"),
         (F.col("event_id").isNull(), "missing event_id"),
@@ -172,7 +179,17 @@ def warm_up(spark, settings: Settings, tables: dict[Table, str]) -> float:
     catalog = shared_catalog(settings)
     for table, name in tables.items():
         spark.table(name).limit(1).collect()
-        catalog.load_table(str(table)).scan(limit=1).to_arrow()
+        opened = catalog.load_table(str(table))
+        opened.scan(limit=1).to_arrow()
+    # the driver's own writes (the ticks' append) go through pyiceberg's file IO
+    with opened.io.new_output(Bucket.REALTIME.s3a(STREAM_STATE_PREFIX, "warm-up.txt")).create(overwrite=True) as out:
+        out.write(b"warm")
+    collect_arrow(events.select(*TICKS.column_names))
+    # the bars query's aggregation and its driver-side 5-minute rebuild
+    import pyarrow as pa
+
+    minute_bars(events.where("reason IS NULL"), settings.stream.watermark_seconds).collect()
+    five_minute_bars(pa.Table.from_pylist([], schema=LIVE_BARS.arrow_schema()))
     return time.perf_counter() - began
 
 
@@ -246,6 +263,57 @@ class Counters:
         del self.recent_batches[:-300]
 
 
+LATE = "later than the watermark"
+RAW_COLUMNS = ["kafka_partition", "kafka_offset", "kafka_timestamp", "key", "value"]  # the archive's
+COMMIT_ATTEMPTS = 5  # a commit that lost a race (maintenance, a compaction) is tried again
+
+
+def collect_arrow(frame) -> "pa.Table | None":
+    """The frame's rows on the driver as one Arrow table (None when it has none). Spark 3.5 has no
+    public `DataFrame.toArrow` (4.0 has); `_collect_as_arrow` is what its `toPandas` uses."""
+    import pyarrow as pa
+
+    batches = frame._collect_as_arrow()
+    table = pa.Table.from_batches(batches) if batches else None
+    return table if table is not None and table.num_rows else None
+
+
+def quarantine_rows(rejected: "pa.Table", batch_id: int) -> "pa.Table":
+    """The quarantine table's rows for the rejected records: where each came from, its text, why.
+    A record that is not UTF-8 keeps its text with U+FFFD for the bytes that are not (the
+    archive keeps the bytes)."""
+    import pyarrow as pa
+
+    values = rejected.column("raw_value")
+    try:
+        text = values.cast(pa.string())
+    except pa.ArrowInvalid:
+        text = pa.array([None if v is None else v.decode("utf-8", "replace") for v in values.to_pylist()],
+                        pa.string())
+    columns = {"kafka_partition": rejected.column("raw_kafka_partition"),
+               "kafka_offset": rejected.column("raw_kafka_offset"), "value": text,
+               "reason": rejected.column("reason"), "batch_id": pa.array([batch_id] * rejected.num_rows, pa.int64())}
+    return pa.table(columns).select(QUARANTINE_TICKS.column_names).cast(QUARANTINE_TICKS.arrow_schema())
+
+
+def append_marked(table, rows: "pa.Table", properties: dict[str, str], query_id: str, batch_id: int) -> None:
+    """One Iceberg append of a batch's rows from the driver (pyiceberg), marked with the query
+    and batch id. Iceberg's own streaming sink does the same through Spark; for batches of
+    thousands of rows a Spark write job costs more than the rows. A commit that lost a race to
+    another writer is retried on the refreshed table, unless the batch is in already."""
+    from pyiceberg.exceptions import CommitFailedException
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+    for attempt in Retrying(retry=retry_if_exception_type(CommitFailedException), reraise=True,
+                            stop=stop_after_attempt(COMMIT_ATTEMPTS), wait=wait_exponential(0.2, max=3)):
+        with attempt:
+            if attempt.retry_state.attempt_number > 1:
+                table.refresh()
+                if committed(table, query_id, batch_id):
+                    return
+            table.append(rows, snapshot_properties=properties)
+
+
 # Quantiles of each batch's event times, turned into send-to-commit latencies after the commit.
 LATENCY_QUANTILES = [round(0.05 * i, 2) for i in range(1, 19)] + [0.91, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 1.0]
 
@@ -259,6 +327,7 @@ class TicksWriter:
     counters: Counters = field(default_factory=Counters)
     query_id: str = ""
     lease: Lease | None = None
+    _s3_client: Any = None
 
     def catalog(self):
         return shared_catalog(self.settings)  # one SQLAlchemy engine for the job's life
@@ -266,6 +335,8 @@ class TicksWriter:
     def __call__(self, batch, batch_id: int) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
+        import pyarrow as pa
+        import pyarrow.compute as pc
         from pyspark.sql import functions as F
 
         began = time.perf_counter()
@@ -286,7 +357,7 @@ class TicksWriter:
             # commit may be missing if the job died in between.
             self.counters.skipped_replays += 1
             if not self._archived(batch_id):
-                self._archive(batch, batch_id)
+                self._archive_replay(batch, batch_id)
             return
         latest = latest_summary(ticks_table)
         previous_max = int(latest.get(MAX_EVENT_TIME, -1))
@@ -297,88 +368,105 @@ class TicksWriter:
         lap("catalog")
         delay_us = self.settings.stream.watermark_seconds * 1_000_000
         watermark_us = previous_max - delay_us if previous_max >= 0 else None
-        batch, classified = batch.persist(), None
-        try:
-            micros = F.unix_micros("event_time")
-            late = F.lit(False) if watermark_us is None else (micros < F.lit(watermark_us))
-            classified = batch.withColumn("reason", F.coalesce(
-                "reason", F.when(late, F.lit("later than the watermark")))).persist()
-            stats = classified.agg(
-                F.count(F.lit(1)).alias("rows"),
-                F.sum(F.when(F.col("reason").isNull(), 1).otherwise(0)).alias("good"),
-                F.sum(F.when(F.col("reason") == "later than the watermark", 1).otherwise(0)).alias("late"),
-                F.max(F.when(F.col("reason").isNull(), micros)).alias("max_us"),
-                F.percentile_approx(F.when(F.col("reason").isNull(), micros),
-                                    [1 - q for q in reversed(LATENCY_QUANTILES)], 10_000).alias("event_q")).first()
-            lap("read_parse_dedup")
-            if not stats["rows"]:
-                return
-            bad = stats["rows"] - stats["good"]
-            properties = {MARKER: marker}
-            if token is not None:
-                properties[LEASE_TOKEN] = str(token)
-            if self.lease is not None:
-                self.lease.fence()  # still the holder, renewed right before the commits
+        micros = F.unix_micros("event_time")
+        late = F.lit(False) if watermark_us is None else (micros < F.lit(watermark_us))
+        classified = batch.withColumn("reason", F.coalesce("reason", F.when(late, F.lit(LATE))))
+        # One Spark job reads, parses and deduplicates the batch and brings it to the driver as
+        # Arrow: every record as it came (the archive, the quarantine), its parsed tick and its
+        # reason. Counts, watermark and latency quantiles are computed there, and every commit is
+        # made from there: nothing is cached or computed twice.
+        # (plain columns: a `CASE WHEN reason IS NULL` per column would make Spark evaluate the
+        # rules once per column, as the optimizer inlines `reason` into each)
+        arrow = collect_arrow(classified.select(
+            *[F.col(c).alias(f"raw_{c}") for c in RAW_COLUMNS], *TICKS.column_names, "reason"))
+        lap("read_parse_dedup")
+        if arrow is None:
+            return
+        records = arrow.select([f"raw_{c}" for c in RAW_COLUMNS]).rename_columns(RAW_COLUMNS)
+        reasons = arrow.column("reason")
+        ticks = arrow.filter(pc.is_null(reasons)).select(TICKS.column_names)
+        rows, good = arrow.num_rows, ticks.num_rows
+        late_rows = pc.sum(pc.equal(reasons, LATE)).as_py() or 0
+        event_us = pc.cast(ticks.column("event_time"), pa.int64())
+        max_us = pc.max(event_us).as_py() if good else None
+        properties = {MARKER: marker}
+        if token is not None:
+            properties[LEASE_TOKEN] = str(token)
+        if self.lease is not None:
+            self.lease.fence()  # still the holder, renewed right before the commits
+        bad = rows - good
 
-            def quarantine() -> None:
-                table = catalog.load_table(str(Table.QUARANTINE_TICKS))
-                # an attempt killed between the two commits left the quarantine's in: not again
-                if bad and not committed(table, self.query_id, batch_id):
-                    (classified.where("reason IS NOT NULL").withColumn("batch_id", F.lit(batch_id))
-                     .withColumn("value", F.col("value").cast("string"))
-                     .select(*QUARANTINE_TICKS.column_names).writeTo(self.tables[Table.QUARANTINE_TICKS])
-                     .options(**_snapshot_options(properties)).append())
+        def quarantine() -> None:
+            table = catalog.load_table(str(Table.QUARANTINE_TICKS))
+            # an attempt killed between the two commits left the quarantine's in: not again
+            if bad and not committed(table, self.query_id, batch_id):
+                rejected = arrow.filter(pc.is_valid(reasons))
+                append_marked(table, quarantine_rows(rejected, batch_id), properties, self.query_id, batch_id)
 
-            # The archive and the quarantine are written beside the ticks' commit, not before it:
-            # the ticks become visible as soon as their own commit is done.
-            with ThreadPoolExecutor(2, thread_name_prefix="tickerlake-side") as side:
-                writes = [side.submit(self._archive, batch, batch_id), side.submit(quarantine)]
-                new_max = max(previous_max, stats["max_us"] if stats["max_us"] is not None else -1)
-                (classified.where("reason IS NULL").select(*TICKS.column_names).writeTo(self.tables[Table.TICKS])
-                 .options(**_snapshot_options({**properties, MAX_EVENT_TIME: str(new_max)})).append())
-                committed_at = time.time()
-                lap("commit_ticks")
-                for write in writes:
-                    write.result()
-                lap("archive_quarantine_wait")
-            # event-time quantile 1-q is latency quantile q (the oldest event waited longest)
-            latencies = [round(committed_at - e / 1e6, 3) for e in reversed(stats["event_q"] or [])]
-            self.counters.batches += 1
-            self.counters.ticks += stats["good"]
-            self.counters.late += stats["late"]
-            self.counters.malformed += bad - stats["late"]
-            self.counters.last_commit_at = committed_at
-            self.counters.batch_done(batch_id, stats["rows"], time.perf_counter() - began, stages, latencies)
-        finally:
-            for frame in (batch, classified):
-                if frame is not None:
-                    frame.unpersist()
+        # The archive and the quarantine are written beside the ticks' commit, not before it:
+        # the ticks become visible as soon as their own commit is done.
+        with ThreadPoolExecutor(2, thread_name_prefix="tickerlake-side") as side:
+            writes = [side.submit(self._archive, records, batch_id), side.submit(quarantine)]
+            new_max = max(previous_max, max_us if max_us is not None else -1)
+            append_marked(ticks_table, ticks.cast(TICKS.arrow_schema()),
+                          {**properties, MAX_EVENT_TIME: str(new_max)}, self.query_id, batch_id)
+            committed_at = time.time()
+            lap("commit_ticks")
+            for write in writes:
+                write.result()
+            lap("archive_quarantine_wait")
+        # the event-time quantile 1-q is the latency quantile q (the oldest event waited longest)
+        event_q = pc.quantile(event_us, q=[1 - q for q in reversed(LATENCY_QUANTILES)],
+                              interpolation="lower").to_pylist() if good else []
+        latencies = [round(committed_at - e / 1e6, 3) for e in reversed(event_q)]
+        self.counters.batches += 1
+        self.counters.ticks += good
+        self.counters.late += late_rows
+        self.counters.malformed += bad - late_rows
+        self.counters.last_commit_at = committed_at
+        self.counters.batch_done(batch_id, rows, time.perf_counter() - began, stages, latencies)
 
-    def _archive_path(self, batch_id: int) -> str:
-        return Bucket.RAW.s3a(ARCHIVE_TICKS_PREFIX, f"batch_id={batch_id}")
+    def _archive_key(self, batch_id: int) -> str:
+        return f"{ARCHIVE_TICKS_PREFIX}/batch_id={batch_id}/part-00000.parquet"
+
+    def _s3(self):
+        if self._s3_client is None:
+            from tickerlake.core.clients import s3_client
+
+            self._s3_client = s3_client(self.settings.s3)
+        return self._s3_client
 
     def _archived(self, batch_id: int) -> bool:
         if not self.settings.stream.raw_archive:
             return True
-        from tickerlake.core.clients import s3_client
-
-        key = f"{ARCHIVE_TICKS_PREFIX}/batch_id={batch_id}/_SUCCESS"
         try:
-            s3_client(self.settings.s3).head_object(Bucket=Bucket.RAW.value, Key=key)
+            self._s3().head_object(Bucket=Bucket.RAW.value, Key=self._archive_key(batch_id))
             return True
         except Exception:  # noqa: BLE001 - botocore's 404 ClientError: not written yet
             return False
 
-    def _archive(self, batch, batch_id: int) -> None:
-        """The batch's records as they came, replaced whole on a replay of the same batch."""
-        if not self.settings.stream.raw_archive:
+    def _archive(self, records: "pa.Table | None", batch_id: int) -> None:
+        """The batch's records as they came (RAW_COLUMNS), one Parquet object put in one request
+        (so it exists whole or not at all), replaced on a replay of the same batch."""
+        if not self.settings.stream.raw_archive or records is None:
             return
-        (batch.select("kafka_partition", "kafka_offset", "kafka_timestamp", "key", "value")
-         .coalesce(1).write.mode("overwrite").parquet(self._archive_path(batch_id)))
+        import io
 
+        import pyarrow.parquet as pq
 
-def _snapshot_options(properties: dict[str, str]) -> dict[str, str]:
-    return {f"snapshot-property.{k}": v for k, v in properties.items()}
+        sink = io.BytesIO()
+        pq.write_table(records, sink, compression="zstd")
+        self._s3().put_object(Bucket=Bucket.RAW.value, Key=self._archive_key(batch_id), Body=sink.getvalue())
+
+    def _archive_replay(self, batch, batch_id: int) -> None:
+        """A committed batch replayed after a restart whose archive is missing: write it now (and
+        drop what an older version's Spark writer may have left under the batch's prefix)."""
+        from tickerlake.core.s3 import iter_keys
+
+        prefix = f"{ARCHIVE_TICKS_PREFIX}/batch_id={batch_id}/"
+        for key in list(iter_keys(self._s3(), Bucket.RAW.value, prefix)):
+            self._s3().delete_object(Bucket=Bucket.RAW.value, Key=key)
+        self._archive(collect_arrow(batch.select(*RAW_COLUMNS)), batch_id)
 
 
 def minute_bars(ticks, watermark_seconds: int):
