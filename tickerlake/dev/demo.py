@@ -209,30 +209,56 @@ def _producer_started_at(settings) -> float | None:
         return None
 
 
+def _first_send_after(catalog, since: float) -> float | None:
+    """The earliest event time (the synthetic producer stamps it at sending) in realtime.ticks at
+    or after `since`: when the stream's first event was sent."""
+    from datetime import UTC, datetime
+
+    from pyiceberg.expressions import GreaterThanOrEqual
+
+    table = catalog.load_table("realtime.ticks")
+    start = datetime.fromtimestamp(since, UTC)
+    times = table.scan(row_filter=GreaterThanOrEqual("event_time", start.isoformat()),  # type: ignore[call-arg,arg-type]
+                       selected_fields=("event_time",)).to_arrow().column("event_time")
+    return min(times.to_pylist()).timestamp() if len(times) else None
+
+
 def watch_realtime(settings, seconds: float) -> None:
     """Show the realtime tables filling while the supervised stream runs (row counts from each
     table's current snapshot summary: no scan), timed from the producer's start, and when each
-    table first had rows."""
+    table first got rows of this run, from the producer's start and from the first event's send."""
     from tickerlake.core.iceberg import iceberg_catalog
 
     catalog = iceberg_catalog(settings)
     origin = _producer_started_at(settings) or time.time()
-    shown, first_rows = -10.0, {}
+    tables = ("realtime.ticks", "realtime.bars_1m", "realtime.bars_5m")
+
+    def counts() -> dict[str, int]:
+        out = {}
+        for table in tables:
+            snapshot = catalog.load_table(table).current_snapshot() if catalog.table_exists(table) else None
+            out[table] = int(snapshot.summary.get("total-records") or 0) if snapshot and snapshot.summary else 0
+        return out
+
+    before, shown, first_rows = counts(), -10.0, {}  # a rerun of the demo starts with rows
     while time.time() - origin < seconds:
         time.sleep(0.5)
-        counts = {}
-        for table in ("realtime.ticks", "realtime.bars_1m", "realtime.bars_5m"):
-            snapshot = catalog.load_table(table).current_snapshot() if catalog.table_exists(table) else None
-            counts[table] = int(snapshot.summary.get("total-records") or 0) if snapshot and snapshot.summary else 0
+        now = counts()
         elapsed = time.time() - origin
-        for table, count in counts.items():
-            if count and table not in first_rows:
-                first_rows[table] = elapsed
+        for table, count in now.items():
+            if count > before[table] and table not in first_rows:
+                first_rows[table] = time.time()
         if elapsed - shown >= 2 or elapsed < 12:
             shown = elapsed
-            print(f"    {elapsed:>5.1f}s  " + "  ".join(f"{t}: {n:,}" for t, n in counts.items()), flush=True)
-    print("    first rows after the producer started: " + ", ".join(
-        f"{t} {first_rows[t]:.1f}s" if t in first_rows else f"{t} none" for t in counts), flush=True)
+            print(f"    {elapsed:>5.1f}s  " + "  ".join(f"{t}: {n:,}" for t, n in now.items()), flush=True)
+    first_send = _first_send_after(catalog, origin)
+    for table in tables:
+        if table not in first_rows:
+            print(f"    {table}: no new rows", flush=True)
+            continue
+        since_send = f", {first_rows[table] - first_send:.1f}s after the first event was sent" if first_send else ""
+        print(f"    {table}: first rows {first_rows[table] - origin:.1f}s after the producer started{since_send}",
+              flush=True)
 
 
 def print_lake_summary(settings) -> None:
