@@ -7,7 +7,9 @@ For each table, with Iceberg's Spark procedures (the expiry: its core Java API, 
 
 1. `rewrite_data_files` (bin-pack to the table's target file size, `TARGET_FILE_BYTES`), with
    partial progress: a file group that conflicts with a concurrent commit fails alone and the
-   rest commit; the whole call is retried on a commit conflict. A rewrite is a `replace`
+   rest commit; the whole call is retried on a commit conflict. Each table's commits retry up to
+   40 times, 50 ms to 1 s apart (`COMMIT_RETRY_PROPERTIES`): the stream commits about once a
+   second, and a compaction must land between two of its commits. A rewrite is a `replace`
    snapshot: the stream's Iceberg reader skips it, and the stream's replay check passes over it.
 2. `rewrite_manifests`: one manifest per partition range instead of one per commit.
 3. expire snapshots (`ExpireSnapshots`, Iceberg's core API) older than
@@ -105,6 +107,9 @@ def _call(spark, sql: str) -> list:
     raise AssertionError("unreachable")
 
 
+COMMIT_RETRY_PROPERTIES = ("'commit.retry.num-retries'='40', 'commit.retry.min-wait-ms'='50', "
+                           "'commit.retry.max-wait-ms'='1000'")
+
 # Expiry and orphan removal delete one object per request: in parallel, not one after another.
 CONCURRENT_DELETES = 8
 
@@ -185,6 +190,11 @@ def maintain(spark, settings: Settings, table: Table, *, orphans: bool = True) -
         now = time.perf_counter()
         steps[step], lap[0] = round(now - lap[0], 2), now
 
+    # The stream commits about once a second; a compaction's commit, which rewrites a manifest
+    # list and a metadata file as large as the day's snapshots, must retry often and quickly to
+    # land between two of them (Iceberg's default, 4 retries with waits from 100 ms, lost every
+    # race in tests/test_table_maintenance.py once the stream's commits took 0.3 s).
+    _call(spark, f"ALTER TABLE {name} SET TBLPROPERTIES ({COMMIT_RETRY_PROPERTIES})")
     # the session's time zone is UTC (core.spark): TIMESTAMP literals below are UTC
     rewrite = _call(spark, f"CALL {catalog}.system.rewrite_data_files(table => '{table.value}', "
                            f"options => map('target-file-size-bytes', '{TARGET_FILE_BYTES[table]}', "
