@@ -5,17 +5,20 @@
 For each table, with Iceberg's Spark procedures (the expiry: its core Java API, see
 `expire_snapshots`), while the stream may be writing:
 
-1. `rewrite_data_files` (bin-pack to the table's target file size, `TARGET_FILE_BYTES`), with
-   partial progress: a file group that conflicts with a concurrent commit fails alone and the
-   rest commit; the whole call is retried on a commit conflict. Each table's commits retry up to
-   40 times, 50 ms to 1 s apart (`COMMIT_RETRY_PROPERTIES`): the stream commits about once a
-   second, and a compaction must land between two of its commits. A rewrite is a `replace`
-   snapshot: the stream's Iceberg reader skips it, and the stream's replay check passes over it.
-2. `rewrite_manifests`: one manifest per partition range instead of one per commit.
-3. expire snapshots (`ExpireSnapshots`, Iceberg's core API) older than
+1. `rewrite_manifests`: one manifest per partition range instead of one per commit.
+2. expire snapshots (`ExpireSnapshots`, Iceberg's core API) older than
    TICKERLAKE_ICEBERG_SNAPSHOT_RETENTION_HOURS, but never the newest snapshot the stream job
    marked (its replay check and event-time watermark read it) nor the `realtime.ticks` snapshot
    the bars query's checkpoint points at (its restart reads from it).
+3. `rewrite_data_files` (bin-pack to the table's target file size, `TARGET_FILE_BYTES`), with
+   partial progress: a file group that conflicts with a concurrent commit fails alone and the
+   rest commit; the whole call is retried on a commit conflict. It runs last, on a table with
+   few manifests and snapshots, so each commit attempt is small; each table's commits retry up
+   to 20 times, 50 to 500 ms apart (`COMMIT_RETRY_PROPERTIES`): the stream commits about once a
+   second, and a compaction must land between two of its commits. A rewrite is a `replace`
+   snapshot: the stream's Iceberg reader skips it, and the stream's replay check passes over
+   it. The small files it replaced stay referenced by the snapshots before it, and go with the
+   next run's expiry.
 4. `remove_orphan_files` older than TICKERLAKE_ICEBERG_ORPHAN_MIN_AGE_HOURS (at least one hour:
    files of a write in flight look orphaned until it commits).
 
@@ -107,8 +110,8 @@ def _call(spark, sql: str) -> list:
     raise AssertionError("unreachable")
 
 
-COMMIT_RETRY_PROPERTIES = ("'commit.retry.num-retries'='40', 'commit.retry.min-wait-ms'='50', "
-                           "'commit.retry.max-wait-ms'='1000'")
+COMMIT_RETRY_PROPERTIES = ("'commit.retry.num-retries'='20', 'commit.retry.min-wait-ms'='50', "
+                           "'commit.retry.max-wait-ms'='500'")
 
 # Expiry and orphan removal delete one object per request: in parallel, not one after another.
 CONCURRENT_DELETES = 8
@@ -190,21 +193,23 @@ def maintain(spark, settings: Settings, table: Table, *, orphans: bool = True) -
         now = time.perf_counter()
         steps[step], lap[0] = round(now - lap[0], 2), now
 
-    # The stream commits about once a second; a compaction's commit, which rewrites a manifest
-    # list and a metadata file as large as the day's snapshots, must retry often and quickly to
-    # land between two of them (Iceberg's default, 4 retries with waits from 100 ms, lost every
-    # race in tests/test_table_maintenance.py once the stream's commits took 0.3 s).
+    # The stream commits about once a second. A commit rewrites a manifest list as long as the
+    # table's manifests and a metadata file as long as its snapshots: the compaction commits
+    # last, after the manifests are rewritten and the old snapshots expired, so that each of its
+    # attempts is small enough to land between two of the stream's, and it retries often and
+    # quickly (Iceberg's default, 4 retries from 100 ms, lost every race in
+    # tests/test_table_maintenance.py once the stream's commits took 0.3 s).
     _call(spark, f"ALTER TABLE {name} SET TBLPROPERTIES ({COMMIT_RETRY_PROPERTIES})")
-    # the session's time zone is UTC (core.spark): TIMESTAMP literals below are UTC
-    rewrite = _call(spark, f"CALL {catalog}.system.rewrite_data_files(table => '{table.value}', "
-                           f"options => map('target-file-size-bytes', '{TARGET_FILE_BYTES[table]}', "
-                           f"'partial-progress.enabled', 'true', 'partial-progress.max-commits', '10'))")
-    timed("rewrite_data_files")
     manifests = _call(spark, f"CALL {catalog}.system.rewrite_manifests(table => '{table.value}')")
     timed("rewrite_manifests")
     cutoff = expire_cutoff(spark, settings, table, name)
     expired = expire_snapshots(spark, name, cutoff)
     timed("expire_snapshots")
+    # the session's time zone is UTC (core.spark): TIMESTAMP literals below are UTC
+    rewrite = _call(spark, f"CALL {catalog}.system.rewrite_data_files(table => '{table.value}', "
+                           f"options => map('target-file-size-bytes', '{TARGET_FILE_BYTES[table]}', "
+                           f"'partial-progress.enabled', 'true', 'partial-progress.max-commits', '10'))")
+    timed("rewrite_data_files")
     removed = 0
     if orphans:
         age = datetime.now(UTC) - timedelta(hours=settings.iceberg.orphan_min_age_hours)

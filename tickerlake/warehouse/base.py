@@ -136,7 +136,8 @@ class LoadReport:
 
     def line(self) -> str:
         if self.up_to_date:
-            return f"{self.dataset:<20} -> {self.target:<14} up to date at snapshot {self.snapshot_id}"
+            return (f"{self.dataset:<20} -> {self.target:<14} loaded 0 partition(s): up to date at snapshot "
+                    f"{self.snapshot_id}")
         return (f"{self.dataset:<20} -> {self.target:<14} loaded {len(self.partitions_loaded)} partition(s), "
                 f"{self.objects_loaded} object(s), {self.rows_loaded:,} row(s); "
                 f"{self.partitions_unchanged} unchanged; {len(self.partitions_dropped)} dropped")
