@@ -1,24 +1,31 @@
-"""Backfill historical bars into the raw bucket as CSV, one object per (source, symbol, date).
+"""Backfill historical bars into the raw bucket as CSV: one object per (source, symbol, month)
+for daily bars, per (source, symbol, session date) for minute bars (tickerlake/core/names.py).
 
 Keys come from the session date of each bar (never the wall clock), so a rerun of the same
-interval writes byte-identical objects to the same keys.
+interval writes byte-identical objects to the same keys. An interval that covers part of a
+month's object replaces that object's rows of its own sessions and keeps the rest
+(ingestion/raw_objects.py).
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import pandas as pd
 
+from ingestion.raw_objects import write_object
 from ingestion.sources.base import MarketDataSource
 from tickerlake.core.datasets import OHLCV_COLUMNS, BarInterval
 from tickerlake.core.market import session_dates
-from tickerlake.core.names import Bucket, invalid_symbols, raw_ohlcv_key
+from tickerlake.core.names import RAW_SPAN, RawSpan, invalid_symbols, raw_ohlcv_key
 
 log = logging.getLogger(__name__)
+PUT_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,6 @@ def backfill(source: MarketDataSource, symbols: Sequence[str], start: date, end:
     if extra_rows is not None and not extra_rows.empty:
         frame = pd.concat([frame.astype(object), extra_rows.reindex(columns=OHLCV_COLUMNS).astype(object)],
                           ignore_index=True)
-    keys = []
     returned = set(frame["symbol"].dropna().astype(str)) if not frame.empty else set()
     missing = tuple(s for s in symbols if s not in returned)
     if missing:
@@ -58,12 +64,35 @@ def backfill(source: MarketDataSource, symbols: Sequence[str], start: date, end:
     symbol = frame["symbol"].ffill() if frame["symbol"].isna().any() else frame["symbol"]
     # the session date in the symbol's exchange's time zone (tickerlake/core/market.py)
     days = session_dates(frame["timestamp"], symbol).ffill()
+    interval = BarInterval(interval).value
+    span = RAW_SPAN[interval]
+    parts: dict[str, list[pd.DataFrame]] = defaultdict(list)
+    spans: dict[str, tuple[date, date]] = {}
     for (sym, day), part in frame.groupby([symbol, days], sort=True):
-        key = raw_ohlcv_key(BarInterval(interval).value, source.name.value, str(sym), str(day))
-        s3.put_object(Bucket=Bucket.RAW.value, Key=key, Body=to_csv_bytes(part),
-                      ContentType="text/csv")
-        keys.append(key)
+        key = raw_ohlcv_key(interval, source.name.value, str(sym), day.isoformat())
+        parts[key].append(part)
+        spans[key] = span_of(span, day)
+
+    def put(key: str) -> str:
+        first, after = spans[key]
+        write_object(s3, key, to_csv_bytes(pd.concat(parts[key])), whole=start <= first and after <= end,
+                     start=start, end=end)
+        return key
+
+    # The objects go out concurrently: a PUT waits ~7 ms on the store (boto3 clients are
+    # thread-safe; the workers stay under its default pool of 10 connections). map() raises the
+    # first failure.
+    with ThreadPoolExecutor(max_workers=PUT_WORKERS) as pool:
+        keys = list(pool.map(put, parts))
     return BackfillResult(len(keys), len(frame), tuple(keys), missing)
+
+
+def span_of(span: RawSpan, day: date) -> tuple[date, date]:
+    """The sessions [first, after) an object of `span` holding `day` covers."""
+    if span is RawSpan.DAY:
+        return day, day + timedelta(days=1)
+    first = day.replace(day=1)
+    return first, (first + timedelta(days=32)).replace(day=1)
 
 
 # --- What the backfill DAG wires together ------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 import time
 from datetime import date, timedelta
@@ -34,8 +35,10 @@ from tickerlake.core.errors import TickerlakeError, one_line_errors
 from tickerlake.core.iceberg import current_snapshot, merge_into
 from tickerlake.core.market import spark_session_tz
 from tickerlake.core.names import (
+    RAW_SPAN_PATTERN,
     SYMBOL_PATTERN,
     Bucket,
+    RawSpan,
     Table,
     quarantine_prefix,
     raw_ohlcv_source_prefix,
@@ -54,6 +57,7 @@ OHLC_REPAIR_TOLERANCE = 0.01
 DEFAULT_LOOKBACK_BARS = 600
 
 BARS_COLUMNS = BARS.column_names
+RAW_SPAN_IN_KEY = re.compile(RAW_SPAN_PATTERN)
 
 
 class TransformError(TickerlakeError):
@@ -74,13 +78,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def raw_paths(s3, interval: str, source: str, start: date, end: date) -> list[str]:
-    """The raw objects of the interval's session dates (listing by prefix, filtering on date=)."""
+    """The raw objects holding the interval's session dates (one listing of the source's prefix,
+    filtered on each key's `month=` or `date=`): daily bars' month objects, minute bars' day
+    objects, and the per-day objects of daily bars that lakes written before 2026-12-07 hold."""
     prefix = raw_ohlcv_source_prefix(interval, source)
     first, last = start.isoformat(), (end - timedelta(days=1)).isoformat()
     paths = []
     for key in iter_keys(s3, Bucket.RAW.value, prefix):
-        day = key.split("/date=")[-1].split("/")[0]
-        if first <= day <= last:
+        match = RAW_SPAN_IN_KEY.search(key)
+        if match is None:
+            continue
+        span, value = RawSpan(match["span"]), match["value"]
+        if span.of(first) <= value <= span.of(last):
             paths.append(Bucket.RAW.s3a(key))
     return sorted(paths)
 
@@ -95,7 +104,7 @@ def validate(raw):
         typed = typed.withColumn(f"_{column}_double", F.col(column).cast("double"))
         target = "bigint" if column == "volume" else "double"
         typed = typed.withColumn(f"_{column}", F.col(f"_{column}_double").cast(target))
-    file_date = F.to_date(F.regexp_extract("source_file", r"date=(\d{4}-\d{2}-\d{2})", 1))
+    file_span = raw_file_span()
     top, bottom = F.greatest("_open", "_close"), F.least("_open", "_close")
     rules = [
         (F.col(CORRUPT).isNotNull(), F.lit(f"malformed CSV row: not {len(OHLCV_COLUMNS)} fields")),
@@ -117,7 +126,9 @@ def validate(raw):
     rules += [
         (F.abs("_volume_double") >= 2.0 ** 63, F.lit("volume out of range")),
         # a row filed under another session than its own would be read with the wrong day's data
-        (session_date("ts") != file_date, F.lit("timestamp not on its file's session date")),
+        (~F.date_format(session_date("ts"), "yyyy-MM-dd").startswith(file_span),
+         F.when(F.length(file_span) == 7, F.lit("timestamp not in its file's month"))
+         .otherwise(F.lit("timestamp not on its file's session date"))),
         (F.least(*[F.col(f"_{c}") for c in ("open", "high", "low", "close")]) < 0, F.lit("negative price")),
         (F.col("_volume") < 0, F.lit("negative volume")),
         (F.col("_high") < F.col("_low"), F.lit("high < low")),
@@ -138,6 +149,27 @@ def validate(raw):
             .withColumn("_high", F.greatest("_high", F.when(F.col("repair").isNotNull(), top)))
             .withColumn("_low", F.least("_low", F.when(F.col("repair").isNotNull(), bottom)))
             .drop(*[f"_{c}_double" for c in NUMBERS]))
+
+
+def raw_file_span():
+    """The session date (`2026-01-02`) or month (`2026-01`) the row's raw object holds."""
+    from pyspark.sql import functions as F
+
+    return F.regexp_extract("source_file", RAW_SPAN_PATTERN.replace("?P<span>", "").replace("?P<value>", ""), 2)
+
+
+def filed_date(start: date):
+    """The session a row is filed under (the quarantine's partition): a day object's date; in a
+    month object, the row's own session if it lies in that month, else (no usable timestamp, or
+    one outside the month) the first session of the run's interval in that month, so that a
+    rerun of the interval files it the same way."""
+    from pyspark.sql import functions as F
+
+    span = raw_file_span()
+    is_month = F.length(span) == 7
+    span_start = F.to_date(F.when(is_month, F.concat(span, F.lit("-01"))).otherwise(span))
+    own = F.when(F.date_format("date", "yyyy-MM-dd").startswith(span), F.col("date"))
+    return F.when(is_month, F.coalesce(own, F.greatest(span_start, F.lit(start)))).otherwise(span_start)
 
 
 def session_date(column):
@@ -211,12 +243,12 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
     with _timed(timings, "read_validate"):
         checked.count()
 
-    # Quarantine: every raw column as text, the reason and the file it came from. A row whose
-    # timestamp is unusable is filed under the date of its object.
-    file_date = F.to_date(F.regexp_extract("source_file", r"date=(\d{4}-\d{2}-\d{2})", 1))
+    # Quarantine: every raw column as text, the reason and the file it came from, filed under a
+    # session of the interval (`filed_date`); a month object's rows of other sessions are not this
+    # run's.
     bad = (checked.where(F.col("reason").isNotNull())
-           .select(*OHLCV_COLUMNS, "reason", "source_file",
-                   F.coalesce("date", file_date).alias("date"))
+           .select(*OHLCV_COLUMNS, "reason", "source_file", filed_date(args.start).alias("date"))
+           .where(in_interval)
            .withColumn("quarantined_for", F.lit(f"{args.start}..{args.end}")))
     with _timed(timings, "quarantine"):
         bad_count = bad.count()

@@ -153,12 +153,14 @@ def test_backfill_dag_is_keyed_on_the_data_interval(stack, settings, s3):
     interval's session date, and a rerun writes the same bytes to the same keys."""
     code, output = _dags_test(settings, "ohlcv_backfill", "2025-02-05")
     assert code == 0, output[-3000:]
-    keys = {f"ohlcv/interval=1d/source=synthetic/symbol={s}/date=2025-02-04/bars.csv"
-            for s in ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL")}
+    keys = {raw_ohlcv_key("1d", "synthetic", s, "2025-02-04") for s in ("AAPL", "MSFT", "NVDA", "AMZN", "GOOGL")}
+    assert all("/month=2025-02/" in k for k in keys)  # daily bars: one object per symbol and month
     etags = {k: s3.head_object(Bucket=Bucket.RAW.value, Key=k)["ETag"] for k in keys}
     listed = s3.list_objects_v2(Bucket=Bucket.RAW.value, Prefix="ohlcv/interval=1d/source=synthetic/symbol=AAPL/")
     assert {o["Key"] for o in listed["Contents"]} & keys == {k for k in keys if "AAPL" in k}
-    assert not any("date=2025-02-05" in o["Key"] for o in listed["Contents"])
+    aapl = s3.get_object(Bucket=Bucket.RAW.value, Key=raw_ohlcv_key("1d", "synthetic", "AAPL", "2025-02-04"))
+    days = {line.split(",")[1][:10] for line in aapl["Body"].read().decode().splitlines()[1:]}
+    assert "2025-02-04" in days and "2025-02-05" not in days  # the interval's session, not the run's date
     code, output = _dags_test(settings, "ohlcv_backfill", "2025-02-05")
     assert code == 0, output[-3000:]
     assert {k: s3.head_object(Bucket=Bucket.RAW.value, Key=k)["ETag"] for k in keys} == etags

@@ -145,7 +145,7 @@ def test_backfill_dag_with_alphavantage_for_a_date_before_its_schedule(stack, se
     functions = [(q["function"], q["symbol"]) for q in fake.queries]
     assert functions.count(("TIME_SERIES_DAILY_ADJUSTED", "AVHX")) == 2  # throttled once, then served
     assert functions.count(("TIME_SERIES_DAILY_ADJUSTED", "NOPE")) == 1  # not retried
-    key = "ohlcv/interval=1d/source=alphavantage/symbol=AVHX/date=1995-03-01/bars.csv"
+    key = "ohlcv/interval=1d/source=alphavantage/symbol=AVHX/month=1995-03/bars.csv"
     raw = pd.read_csv(s3.get_object(Bucket=Bucket.RAW.value, Key=key)["Body"])
     assert raw["close"].tolist() == [price("AVHX", date(1995, 3, 1))]
     assert API_KEY not in output

@@ -8,6 +8,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from botocore.exceptions import ClientError
 
 from ingestion.sources.base import SourceError
 from ingestion.sources.csv_dir import CsvDirectorySource
@@ -206,13 +207,16 @@ def test_backfill_warns_about_a_requested_symbol_with_no_bars(tmp_path, caplog):
     written = []
 
     class Bucket:  # no object store needed to see what would be written
+        def get_object(self, **kwargs):  # a new lake: no month object yet
+            raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
+
         def put_object(self, **kwargs):
             written.append(kwargs["Key"])
 
     result = backfill(CsvDirectorySource(tmp_path), ["AAPL", "MSFT"], date(2024, 7, 1), date(2024, 7, 2), "1d",
                       Bucket())
     assert result.missing == ("MSFT",)
-    assert written == ["ohlcv/interval=1d/source=csv/symbol=AAPL/date=2024-07-01/bars.csv"]
+    assert written == ["ohlcv/interval=1d/source=csv/symbol=AAPL/month=2024-07/bars.csv"]
     assert "csv returned no 1d bar of MSFT" in caplog.text
 
 

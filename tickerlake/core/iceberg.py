@@ -3,6 +3,7 @@ Spark, and pyiceberg's view of the same catalog for Python-side reads."""
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -10,6 +11,8 @@ from typing import TYPE_CHECKING
 from tickerlake.core.datasets import Dataset
 from tickerlake.core.names import Bucket, Namespace, Table
 from tickerlake.core.settings import Settings, get_settings
+
+PYICEBERG_READ_WORKERS = 16
 
 if TYPE_CHECKING:
     from pyiceberg.catalog.sql import SqlCatalog
@@ -136,6 +139,10 @@ def iceberg_catalog(settings: Settings | None = None) -> "SqlCatalog":
 
     settings = settings or get_settings()
     s3, pg = settings.s3, settings.pg
+    # pyiceberg reads a scan's data files on one shared thread pool, sized for CPU work by default
+    # (min(32, cores + 4): 6 here); its reads wait on S3, one file per partition, so a scan of a
+    # decade of day partitions waits on 5,000 GETs. A user's PYICEBERG_MAX_WORKERS still wins.
+    os.environ.setdefault("PYICEBERG_MAX_WORKERS", str(PYICEBERG_READ_WORKERS))
     return SqlCatalog(
         settings.iceberg.catalog,
         uri=pg.sqlalchemy_url(driver="psycopg"),
