@@ -12,6 +12,7 @@ from ingestion.sources.synthetic import SyntheticMarket
 from spark_jobs import transform_bars
 from tests.fuzz_inputs import CSV_MALFORMED, malformed_csv_rows
 from tickerlake.core.names import Bucket, Table, quarantine_prefix, raw_ohlcv_key
+
 # The fuzz writes one object per session (each holds one kind of malformed row): the per-day layout
 # of daily bars that lakes from before 2026-12-07 hold, which the transform still reads.
 from tickerlake.core.names import legacy_raw_ohlcv_key as day_key
