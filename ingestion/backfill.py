@@ -64,12 +64,13 @@ def backfill(source: MarketDataSource, symbols: Sequence[str], start: date, end:
     symbol = frame["symbol"].ffill() if frame["symbol"].isna().any() else frame["symbol"]
     # the session date in the symbol's exchange's time zone (tickerlake/core/market.py)
     days = session_dates(frame["timestamp"], symbol).ffill()
-    interval = BarInterval(interval).value
-    span = RAW_SPAN[interval]
+    bar_interval = BarInterval(interval).value
+    span = RAW_SPAN[bar_interval]
     parts: dict[str, list[pd.DataFrame]] = defaultdict(list)
     spans: dict[str, tuple[date, date]] = {}
     for (sym, day), part in frame.groupby([symbol, days], sort=True):
-        key = raw_ohlcv_key(interval, source.name.value, str(sym), day.isoformat())
+        assert isinstance(day, date)  # session_dates gives dates; groupby drops the missing
+        key = raw_ohlcv_key(bar_interval, source.name.value, str(sym), day.isoformat())
         parts[key].append(part)
         spans[key] = span_of(span, day)
 
