@@ -18,8 +18,8 @@ from tickerlake.orchestration.dag_helpers import (
 DOC = """
 ### ohlcv_backfill
 
-Backfills OHLCV bars into `s3://raw/ohlcv/interval=1d/source=<source>/symbol=<S>/month=<YYYY-MM>/bars.csv`
-(minute bars: `interval=1m/.../symbol=<S>/date=<D>/bars.csv`) for the run's **data interval**
+Backfills OHLCV bars into `s3://raw/ohlcv/interval=<1d|1m>/source=<source>/symbol=<S>/month=<YYYY-MM>/bars.csv`
+for the run's **data interval**
 (never the wall clock): a run covering part of a month replaces that month object's rows of its
 own sessions (a conditional write: concurrent runs of one month keep each other's rows), so a
 rerun writes exactly the same objects with the same bytes.

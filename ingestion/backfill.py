@@ -1,5 +1,5 @@
 """Backfill historical bars into the raw bucket as CSV: one object per (source, symbol, month)
-for daily bars, per (source, symbol, session date) for minute bars (tickerlake/core/names.py).
+(tickerlake/core/names.py).
 
 Keys come from the session date of each bar (never the wall clock), so a rerun of the same
 interval writes byte-identical objects to the same keys. An interval that covers part of a

@@ -1,6 +1,6 @@
 """Write one raw CSV object, whole or merged into what is there.
 
-A daily-bar object holds a symbol's month (tickerlake/core/names.py `RAW_SPAN`), so a backfill of
+A raw object holds a symbol's month (tickerlake/core/names.py `RAW_SPAN`), so a backfill of
 part of a month rewrites the rows of its own sessions and keeps the others: read, merge, and write
 back only if nobody wrote the object in between (a conditional PUT: `If-Match` on the ETag read,
 `If-None-Match: *` for a new object; AWS S3, MinIO and SeaweedFS enforce both). Two runs of the

@@ -96,8 +96,7 @@ def _doubles(*names: str) -> tuple[Column, ...]:
 
 
 # Raw OHLCV bars, as every source returns them and as they land (CSV) in the raw bucket: one object
-# per (interval, source, symbol, month) for daily bars, per session date for minute bars, see
-# names.raw_ohlcv_key.
+# per (interval, source, symbol, month), see names.raw_ohlcv_key.
 OHLCV = Dataset(
     name="raw_ohlcv",
     columns=(

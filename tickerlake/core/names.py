@@ -45,8 +45,7 @@ ICEBERG_DIR = "iceberg"  # the prefix inside a bucket under which Iceberg tables
 
 
 # --- Object layout in the buckets (keys, not URIs) -------------------------------------------
-# raw:       ohlcv/interval=1d/source=synthetic/symbol=AAPL/month=2026-01/bars.csv (daily bars)
-#            ohlcv/interval=1m/source=synthetic/symbol=AAPL/date=2026-01-02/bars.csv (minute bars)
+# raw:       ohlcv/interval=1d/source=synthetic/symbol=AAPL/month=2026-01/bars.csv
 # processed: iceberg/bars_1d|bars_1m|anomalies/{data,metadata}/     (the Iceberg tables: the one copy)
 #            quarantine/ohlcv/interval=1d/date=2026-01-02/part-*.parquet (rows with a reason)
 #            repairs/ohlcv/interval=1d/date=2026-01-02/part-*.parquet (bars kept, range widened)
@@ -75,11 +74,12 @@ class RawSpan(StrEnum):
         return day[:7] if self is RawSpan.MONTH else day
 
 
-# Daily bars go one object per symbol and month: per day, an object held one row, and a decade of
-# one symbol was 2,500 objects, each a PUT, a HEAD and a GET (measured: a 10-year backfill and
-# transform of two symbols spent 90 s on 5,057 objects). Minute bars stay per symbol and day
-# (390 rows, and a daily run writes only its own objects).
-RAW_SPAN = {"1d": RawSpan.MONTH, "1m": RawSpan.DAY}
+# One object per symbol and month, daily and minute bars alike. Per day, a daily bar's object held
+# one row, and a decade of one symbol was 2,500 objects, each a PUT, a HEAD and a GET (measured: a
+# 10-year backfill and transform of two symbols spent 90 s on 5,057 objects); minute bars per day
+# cost the transform 62 of its 104 s at 1M bars in 2,600 objects. The price: a daily run reads and
+# rewrites its symbols' month so far (at most ~23 sessions; 9,000 minute bars, ~0.7 MB a symbol).
+RAW_SPAN = {"1d": RawSpan.MONTH, "1m": RawSpan.MONTH}
 
 
 # A raw key's span and its value (`date=2026-01-02` or `month=2026-01`), for Python and Spark alike.
@@ -88,14 +88,14 @@ RAW_SPAN_PATTERN = r"/(?P<span>date|month)=(?P<value>\d{4}-\d{2}(?:-\d{2})?)/"
 
 def raw_ohlcv_key(interval: str, source: str, symbol: str, day: str) -> str:
     """The raw object holding (source, symbol)'s bars of session `day` (ISO): one per symbol and
-    month for daily bars, per symbol and day for minute bars. A rerun rewrites the same objects."""
+    month. A rerun rewrites the same objects."""
     span = RAW_SPAN[interval]
     return f"{raw_ohlcv_source_prefix(interval, source)}symbol={symbol}/{span.value}={span.of(day)}/bars.csv"
 
 
 def legacy_raw_ohlcv_key(interval: str, source: str, symbol: str, day: str) -> str:
-    """The per-day object backfills wrote before daily bars went per month (2026-12-07): still
-    read by the transform, where a month object's row of the same bar wins (docs/batch.md)."""
+    """The per-day object backfills wrote before raw bars went per month (2026-12-07): still read
+    by the transform, where a month object's row of the same bar wins (docs/batch.md)."""
     return f"{raw_ohlcv_source_prefix(interval, source)}symbol={symbol}/date={day}/bars.csv"
 
 

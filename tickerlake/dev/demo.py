@@ -169,8 +169,7 @@ def main() -> int:
     print(f"""
 Where to look
   S3 console (bucket browser):  {settings.s3.console_url}   (buckets raw, realtime, processed)
-  Raw CSV:                      s3://raw/ohlcv/interval=1d/source=synthetic/symbol=<S>/month=<YYYY-MM>/bars.csv
-                                s3://raw/ohlcv/interval=1m/source=synthetic/symbol=<S>/date=<D>/bars.csv
+  Raw CSV:                      s3://raw/ohlcv/interval=<1d|1m>/source=synthetic/symbol=<S>/month=<YYYY-MM>/bars.csv
   Processed (Iceberg only):     s3://processed/iceberg/bars_1d|bars_1m|anomalies/ (tables below)
   Quarantine (with reasons):    s3://processed/quarantine/ohlcv/interval=<1d|1m>/date=<D>/
   Repaired bars (kept):         s3://processed/repairs/ohlcv/interval=<1d|1m>/date=<D>/
