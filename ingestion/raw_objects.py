@@ -29,7 +29,7 @@ class ObjectChanged(Exception):
     """The object was written by someone else between our read and our write."""
 
 
-def to_csv_bytes(rows: Iterable[list[str]], header: list[str]) -> bytes:
+def _csv_bytes(rows: Iterable[list[str]], header: list[str]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")  # what pandas' to_csv writes: QUOTE_MINIMAL
     writer.writerow(header)
@@ -73,7 +73,7 @@ def merged(existing: bytes, new: bytes, start: date, end: date) -> bytes:
         elif fresh or not (start <= day < end):
             keep.append((row, day.isoformat()))
     keep.sort(key=lambda pair: pair[1])  # stable: within a day, the order written
-    return to_csv_bytes((row for row, _ in keep), header)
+    return _csv_bytes((row for row, _ in keep), header)
 
 
 def write_object(s3, key: str, body: bytes, whole: bool, start: date, end: date) -> None:

@@ -79,8 +79,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def raw_paths(s3, interval: str, source: str, start: date, end: date) -> list[str]:
     """The raw objects holding the interval's session dates (one listing of the source's prefix,
-    filtered on each key's `month=` or `date=`): daily bars' month objects, minute bars' day
-    objects, and the per-day objects of daily bars that lakes written before 2026-12-07 hold."""
+    filtered on each key's `month=` or `date=`): the month objects, and the per-day objects that
+    lakes written before 2026-12-07 hold."""
     prefix = raw_ohlcv_source_prefix(interval, source)
     first, last = start.isoformat(), (end - timedelta(days=1)).isoformat()
     paths = []
@@ -88,7 +88,7 @@ def raw_paths(s3, interval: str, source: str, start: date, end: date) -> list[st
         match = RAW_SPAN_IN_KEY.search(key)
         if match is None:
             continue
-        span, value = RawSpan(match["span"]), match["value"]
+        span, value = RawSpan(match[1]), match[2]
         if span.of(first) <= value <= span.of(last):
             paths.append(Bucket.RAW.s3a(key))
     return sorted(paths)
@@ -155,7 +155,7 @@ def raw_file_span():
     """The session date (`2026-01-02`) or month (`2026-01`) the row's raw object holds."""
     from pyspark.sql import functions as F
 
-    return F.regexp_extract("source_file", RAW_SPAN_PATTERN.replace("?P<span>", "").replace("?P<value>", ""), 2)
+    return F.regexp_extract("source_file", RAW_SPAN_PATTERN, 2)
 
 
 def filed_date(start: date):

@@ -82,8 +82,9 @@ class RawSpan(StrEnum):
 RAW_SPAN = {"1d": RawSpan.MONTH, "1m": RawSpan.MONTH}
 
 
-# A raw key's span and its value (`date=2026-01-02` or `month=2026-01`), for Python and Spark alike.
-RAW_SPAN_PATTERN = r"/(?P<span>date|month)=(?P<value>\d{4}-\d{2}(?:-\d{2})?)/"
+# A raw key's span (group 1) and its value (group 2: `date=2026-01-02` or `month=2026-01`); plain
+# groups, so that Python's `re` and Spark's (Java's) regexp_extract read it alike.
+RAW_SPAN_PATTERN = r"/(date|month)=(\d{4}-\d{2}(?:-\d{2})?)/"
 
 
 def raw_ohlcv_key(interval: str, source: str, symbol: str, day: str) -> str:
