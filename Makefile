@@ -10,12 +10,12 @@ UV_VERSION := 0.13.8
 APT_PACKAGES := postgresql libpostgresql-jdbc-java openjdk-17-jre-headless iproute2 docker-compose \
   prometheus prometheus-alertmanager prometheus-pushgateway chromium fonts-dejavu-core
 
-.PHONY: check help setup system-packages venv env jars up down status smoke demo test chaos broker-durability dashboard airflow-ui airflow-ui-down warehouse-load bench-warehouse clean-state
+.PHONY: check help setup system-packages venv env jars class-archive up down status smoke demo test chaos broker-durability dashboard airflow-ui airflow-ui-down warehouse-load bench-warehouse clean-state
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: system-packages venv env jars  ## install everything (apt packages, venv, .env, Spark jars)
+setup: system-packages venv env jars class-archive  ## install everything (apt packages, venv, .env, Spark jars, class archive)
 
 system-packages:  ## apt-get the Debian packages that are missing (root or sudo)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -41,6 +41,9 @@ env: .env  ## .env from .env.example, with fresh random secrets
 
 jars: venv  ## the Spark jars, pinned and SHA-256-checked, into ./jars
 	$(PY) -m tickerlake.dev.jars
+
+class-archive: jars  ## the Spark driver's class archive (JVMs start sooner); made again when the JDK or a jar changes
+	$(PY) -m tickerlake.dev.class_archive
 
 up: setup  ## start the local stack (127.0.0.1: data services, metrics, alerts, dashboard) and initialise it
 	$(PY) -m tickerlake.dev.stack up

@@ -69,7 +69,13 @@ def stack(webhook):
                         "TICKERLAKE_MONITORING_SCRAPE_SECONDS": "1",
                         # a killed job's lease frees sooner (production: 30 s)
                         "TICKERLAKE_STREAM_LEASE_SECONDS": "8"}) as started:
-        yield started
+        from tickerlake.core.settings import get_settings
+        from tickerlake.dev.airflow_warm import warm_airflow
+
+        # the suite's `airflow dags test` runs fork from one process that imported Airflow once
+        # (7 s a run instead of 21; tickerlake/dev/airflow_warm.py)
+        with warm_airflow(get_settings()):
+            yield started
 
 
 @pytest.fixture(scope="session")

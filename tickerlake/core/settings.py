@@ -157,6 +157,11 @@ class SparkSettings(BaseSettings):
     # names): on machines without Maven Central, the folder that carries Spark's Kafka source.
     local_jars_dir: Path = REPO_ROOT.parent / "shared" / "jars" / "spark-kafka"
 
+    @property
+    def class_archive(self) -> Path:
+        """The driver JVM's class archive (`python -m tickerlake.dev.class_archive` makes it)."""
+        return self.jars_dir / "spark-classes.jsa"
+
     @field_validator("master")
     @classmethod
     def _master(cls, value: str) -> str:

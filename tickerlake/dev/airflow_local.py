@@ -81,6 +81,15 @@ def run_airflow(args: list[str], settings: Settings | None = None, *, check: boo
         subprocess.run([sys.executable, "-m", "minio_init", "--only", "airflow"], env=env, check=True,
                        capture_output=True, cwd=REPO_ROOT)
         marker.touch()
+    from tickerlake.dev.airflow_warm import active_for
+    from tickerlake.dev.airflow_warm import run as run_warm
+
+    warm = active_for(env)
+    if warm is not None and capture:  # forked from the warm process: Airflow already imported
+        done = run_warm(warm, args, env, settings.stack.state_dir)
+        if check:
+            done.check_returncode()
+        return done
     return subprocess.run([airflow, *args], env=env, check=check, text=True,
                           capture_output=capture)
 
