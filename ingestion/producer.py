@@ -153,6 +153,24 @@ def market_closes(symbols: tuple[str, ...]) -> dict[str, float]:
     return {symbol: market.last_close(symbol, today) for symbol in symbols}
 
 
+def wait_for_ready_job(settings, since: float, timeout: float = 120.0) -> float | None:
+    """Seconds until the stream job started at `since` reports itself ready (its progress file:
+    warmed up, both queries running), None after `timeout`: the demo's quotes then start anyway."""
+    from tickerlake.core.clients import s3_client
+    from tickerlake.core.stream_progress import read_progress, ready_since
+
+    s3, began = s3_client(settings.s3), time.time()
+    while time.time() - began < timeout:
+        try:
+            progress = read_progress(s3)
+        except Exception:  # noqa: BLE001 - S3 restarting: ask again
+            progress = None
+        if ready_since(progress, since):
+            return round(time.time() - began, 1)
+        time.sleep(0.2)
+    return None
+
+
 @one_line_errors
 def main(argv: list[str] | None = None) -> int:
     from tickerlake.core.clients import kafka_producer
@@ -170,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--late-every", type=int, default=0)
     parser.add_argument("--tape", help="Parquet tick tape (replay)")
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed-up")
+    parser.add_argument("--start-when-ready", type=float, default=None, metavar="EPOCH",
+                        help="prepare, then send once the stream job started at EPOCH reports ready")
     args = parser.parse_args(argv)
     if args.mode == "replay":
         if not args.tape:
@@ -185,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
                                late_every=args.late_every, start_prices=market_closes(SyntheticTicks.symbols))
         records = paced(ticks.events(args.count), args.rate, args.duration)
     producer = kafka_producer(get_settings().kafka)
+    if args.start_when_ready is not None:
+        # everything above (imports, the market's last closes, the broker connection) overlapped
+        # the job's warm-up; the first event goes out when the job can take it
+        waited = wait_for_ready_job(get_settings(), args.start_when_ready)
+        print(f"stream job ready after {waited}s of waiting" if waited is not None
+              else "the stream job did not report ready; sending anyway", flush=True)
     try:
         sent = publish(records, producer)
     finally:

@@ -38,3 +38,12 @@ def _valid(value: bytes) -> bool:
     except ValueError:
         return False
     return "price" in event and event["price"] > 0
+
+
+def test_a_producer_started_with_a_job_waits_for_that_job_not_an_earlier_one():
+    from tickerlake.core.stream_progress import ready_since
+
+    assert ready_since({"ready": True, "written_at": 100.0}, since=99.0)
+    assert not ready_since({"ready": True, "written_at": 98.0}, since=99.0)  # an earlier job's progress
+    assert not ready_since({"ready": False, "written_at": 100.0}, since=99.0)  # still warming up
+    assert not ready_since(None, since=0.0)  # no job has written one yet

@@ -26,6 +26,13 @@ def read_progress(s3) -> dict | None:
     return json.loads(body.read())
 
 
+def ready_since(progress: dict | None, since: float) -> bool:
+    """The job's progress file says it is ready (warmed up, both queries running), written at or
+    after `since`: by a job started then, not an earlier one."""
+    progress = progress or {}
+    return bool(progress.get("ready")) and float(progress.get("written_at") or 0) >= since
+
+
 def kafka_lag(settings: Settings, positions: dict[int, int], consumer=None) -> dict[int, int]:
     """Records in the topic past `positions` (the next offset to read), per partition; with a
     consumer of the caller's (kept open between calls), else one of its own for this call."""

@@ -156,9 +156,12 @@ def run_pipeline(settings) -> None:
         done(started)
 
     started = step("Streaming lane: stream_supervisor starts producer -> Kafka -> Spark Structured Streaming")
+    from tickerlake.core.iceberg import iceberg_catalog
+
+    before = realtime_counts(iceberg_catalog(settings))
     run_dag("stream_supervisor", settings, {"demo_producer": True}, "-start")
     try:
-        watch_realtime(settings, seconds=STREAM_SECONDS)
+        watch_realtime(settings, before, seconds=STREAM_SECONDS)
     finally:
         run_dag("stream_supervisor", settings, {"action": "stop"}, "-stop")
     today = time.strftime("%Y-%m-%d", time.gmtime())
@@ -234,42 +237,50 @@ def _first_send_after(catalog, since: float) -> float | None:
     return min(times.to_pylist()).timestamp() if len(times) else None
 
 
-def watch_realtime(settings, seconds: float) -> None:
-    """Show the realtime tables filling while the supervised stream runs (row counts from each
-    table's current snapshot summary: no scan), timed from the producer's start, and when each
-    table first got rows of this run, from the producer's start and from the first event's send."""
+REALTIME_TABLES = ("realtime.ticks", "realtime.bars_1m", "realtime.bars_5m")
+
+
+def realtime_counts(catalog) -> dict[str, int]:
+    """Rows in each realtime table, from its current snapshot's summary (no scan)."""
+    out = {}
+    for table in REALTIME_TABLES:
+        snapshot = catalog.load_table(table).current_snapshot() if catalog.table_exists(table) else None
+        out[table] = int(snapshot.summary.get("total-records") or 0) if snapshot and snapshot.summary else 0
+    return out
+
+
+def watch_realtime(settings, before: dict[str, int], seconds: float) -> None:
+    """Show the realtime tables filling while the supervised stream runs, and when each table
+    first got rows of this run, from the stream's first event. The producer starts with the job
+    and prepares during its warm-up, then sends once the job reports ready: the first event's send
+    is the stream's start. `before`: the counts before the stream_supervisor run (a rerun of the
+    demo starts with rows)."""
     from tickerlake.core.iceberg import iceberg_catalog
 
     catalog = iceberg_catalog(settings)
-    origin = _producer_started_at(settings) or time.time()
-    tables = ("realtime.ticks", "realtime.bars_1m", "realtime.bars_5m")
-
-    def counts() -> dict[str, int]:
-        out = {}
-        for table in tables:
-            snapshot = catalog.load_table(table).current_snapshot() if catalog.table_exists(table) else None
-            out[table] = int(snapshot.summary.get("total-records") or 0) if snapshot and snapshot.summary else 0
-        return out
-
-    before, shown, first_rows = counts(), -10.0, {}  # a rerun of the demo starts with rows
+    origin = time.time()
+    producer_started = _producer_started_at(settings) or origin
+    shown, first_rows = -10.0, {}
     while time.time() - origin < seconds:
-        time.sleep(0.5)
-        now = counts()
+        now = realtime_counts(catalog)
         elapsed = time.time() - origin
         for table, count in now.items():
             if count > before[table] and table not in first_rows:
-                first_rows[table] = time.time()
+                first_rows[table] = time.time()  # at most one poll (0.5 s) late
         if elapsed - shown >= 2 or elapsed < 12:
             shown = elapsed
             print(f"    {elapsed:>5.1f}s  " + "  ".join(f"{t}: {n:,}" for t, n in now.items()), flush=True)
-    first_send = _first_send_after(catalog, origin)
-    for table in tables:
-        if table not in first_rows:
+        time.sleep(0.5)
+    first_send = _first_send_after(catalog, producer_started)
+    for table in REALTIME_TABLES:
+        if table not in first_rows or first_send is None:
             print(f"    {table}: no new rows", flush=True)
             continue
-        since_send = f", {first_rows[table] - first_send:.1f}s after the first event was sent" if first_send else ""
-        print(f"    {table}: first rows {first_rows[table] - origin:.1f}s after the producer started{since_send}",
-              flush=True)
+        print(f"    {table}: first rows {first_rows[table] - first_send:.1f}s after the stream's first event was "
+              f"sent", flush=True)
+    if first_send is not None:
+        print(f"    (the producer process started {first_send - producer_started:.1f}s before its first send: "
+              f"it prepares while the job warms up, and sends once the job reports ready)", flush=True)
 
 
 def print_lake_summary(settings) -> None:

@@ -41,6 +41,7 @@ from tickerlake.core.stream_progress import (
     kafka_source_positions,
     pid_path,
     read_progress,
+    ready_since,
 )
 
 log = logging.getLogger(__name__)
@@ -74,11 +75,11 @@ def running(settings: Settings, proc: Managed) -> int | None:
     return _pid_file(settings, proc).running_pid()
 
 
-def ensure_running(settings: Settings, proc: Managed) -> str:
+def ensure_running(settings: Settings, proc: Managed, extra_args: tuple[str, ...] = ()) -> str:
     pid = running(settings, proc)
     if pid is not None:
         return f"running (pid {pid})"
-    pid = spawn([sys.executable, "-m", proc.module, *proc.args], _log_path(settings, proc),
+    pid = spawn([sys.executable, "-m", proc.module, *proc.args, *extra_args], _log_path(settings, proc),
                 _pid_file(settings, proc), cwd=REPO_ROOT)
     return f"started (pid {pid})"
 
@@ -160,8 +161,7 @@ def wait_until_ready(s3, settings: Settings, timeout: float) -> float | None:
     spark_jobs/stream_ticks.py), None if it did not within `timeout` or died first."""
     began = time.time()
     while time.time() - began < timeout and running(settings, STREAM) is not None:
-        progress = read_progress(s3) or {}
-        if progress.get("ready") and float(progress.get("written_at") or 0) >= began:
+        if ready_since(read_progress(s3), began):
             return round(time.time() - began, 1)
         time.sleep(0.5)
     log.warning("the stream job did not report ready within %.0fs; starting the producer anyway", timeout)
@@ -204,9 +204,14 @@ def supervise(*, demo_producer: bool = False, stall_seconds: float = 180.0,
                 report[STREAM.name] = ensure_running(settings, STREAM)
             if demo_producer:
                 if str(report[STREAM.name]).startswith("started") and running(settings, PRODUCER) is None:
-                    # the demo's quotes start once the new job is warm, so they show within seconds
+                    # the demo's quotes start once the new job is warm, so they show within seconds;
+                    # the producer prepares (imports, last closes, broker) during the warm-up
+                    began = time.time()
+                    report[PRODUCER.name] = ensure_running(settings, PRODUCER,
+                                                           ("--start-when-ready", f"{began - 1:.3f}"))
                     report["job_ready_after_s"] = wait_until_ready(s3, settings, JOB_READY_TIMEOUT_SECONDS)
-                report[PRODUCER.name] = ensure_running(settings, PRODUCER)
+                else:
+                    report[PRODUCER.name] = ensure_running(settings, PRODUCER)
             report["kafka_lag"] = lag
             ticks = ((progress or {}).get("queries", {}).get(TICKS_QUERY) or {})
             report["last_batch"] = ticks.get("batchId")
