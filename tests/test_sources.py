@@ -3,6 +3,7 @@ yfinance (a FAKE: constructed responses shaped like yfinance's, no network) is b
 and explicit about adjustment; CSV errors name the file and line."""
 from __future__ import annotations
 
+import logging
 from datetime import date
 
 import numpy as np
@@ -321,6 +322,17 @@ def test_alphavantage_unknown_symbol_and_bad_key_are_one_line_without_the_key(tm
                                                                        "1d")
     assert API_KEY not in str(unknown.value) and "wrong-key-123" not in str(refused.value)
     assert "\n" not in str(unknown.value) + str(refused.value)
+
+
+def test_alphavantage_key_stays_out_of_urllib3s_debug_log(tmp_path, caplog):
+    from tests.fake_alphavantage import API_KEY, FakeAlphaVantage
+
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    with FakeAlphaVantage({"IBM": (date(2024, 1, 1), date(2024, 1, 31))}) as fake:
+        alphavantage(fake, tmp_path).bars(["IBM"], date(2024, 1, 8), date(2024, 1, 9), "1d")
+    request_lines = [r.getMessage() for r in caplog.records if r.name == "urllib3.connectionpool"]
+    assert any("apikey=***" in line for line in request_lines), request_lines  # the request line is logged
+    assert API_KEY not in caplog.text
 
 
 def test_alphavantage_without_the_adjusted_series_falls_back_to_the_plain_one(tmp_path, caplog):

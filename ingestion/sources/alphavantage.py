@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,23 @@ TIME_ZONES = {"US/Eastern": "America/New_York"}  # the metadata's legacy zone na
 
 class Throttled(Exception):
     """Alpha Vantage asked us to slow down (a `Note`, or an `Information` about frequency)."""
+
+
+class RedactApiKey(logging.Filter):
+    """The API key travels in the query string (the only way Alpha Vantage takes it), and
+    urllib3 logs each request line at DEBUG: the key's value is replaced before any handler sees it."""
+
+    PATTERN = re.compile(r"(apikey=)[^&\s\"']+", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "apikey=" in message.lower():
+            record.msg, record.args = self.PATTERN.sub(r"\1***", message), None
+        return True
+
+
+# on the logger that writes the request lines (a filter on a logger sees only its own records)
+logging.getLogger("urllib3.connectionpool").addFilter(RedactApiKey())
 
 
 def http_get(url: str, params: dict[str, str], timeout: float) -> Any:

@@ -26,6 +26,7 @@ import os
 import socketserver
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,6 @@ def _airflow_vars(env: dict[str, str]) -> dict[str, str]:
 def run(warm: WarmAirflow, args: list[str], env: dict[str, str], output_dir: Path) -> subprocess.CompletedProcess:
     """`airflow ARGS` in a fork of the warm process; the same result a cold run would give."""
     import socket
-    import tempfile
 
     with tempfile.TemporaryDirectory(dir=output_dir, prefix="airflow-run-") as scratch:
         out, err = Path(scratch) / "stdout", Path(scratch) / "stderr"
@@ -100,7 +100,12 @@ def _airflow_main(request: dict) -> int:
     get_settings.cache_clear()  # read from the caller's environment, as a new process would
     os.chdir(request["cwd"])
     sys.argv = ["airflow", *request["args"]]
+    from airflow import settings as airflow_settings
     from airflow.__main__ import main
+
+    engine = getattr(airflow_settings, "engine", None)
+    if engine is not None:  # SQLAlchemy's rule for a fork: never reuse the parent's pooled connections
+        engine.dispose(close=False)
 
     try:
         code = main()
@@ -142,6 +147,8 @@ def warm_airflow(settings) -> Iterator[WarmAirflow]:
     state = settings.stack.state_dir
     env = {**os.environ, **airflow_env(settings)}
     socket_path = state / "airflow-warm.sock"
+    if len(str(socket_path)) > 100:  # a Unix socket's path has room for about 108 bytes
+        socket_path = Path(tempfile.mkdtemp(prefix="tl-airflow-")) / "warm.sock"
     pid_file = PidFile(state / "pids" / "airflow-warm.pid")
     log_path = state / "logs" / "airflow-warm.log"
     spawn([sys.executable, "-m", "tickerlake.dev.airflow_warm", str(socket_path)], log_path, pid_file,
