@@ -27,7 +27,8 @@ the triggering events, over the union of their ranges:
    `processed.bars_<interval>` and `processed.anomalies`, the one copy (bars with open/close
    slightly outside [low, high] kept, widened, recorded in `s3://processed/repairs/...`).
    Rerunning an interval changes nothing.
-2. **quality_gate** (great-expectations) on the bars table's current snapshot: schema,
+2. **quality_gate** (great-expectations) on the bars table at the snapshot the transform
+   committed (recorded at `s3://processed/transform/...`): schema,
    non-null keys, unique (symbol, timestamp), OHLC invariants, value ranges, freshness against
    each symbol's exchange calendar. A failed expectation fails the task; the result JSON (with
    the snapshot id) is stored at `s3://processed/quality/...`.

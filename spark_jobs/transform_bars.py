@@ -43,6 +43,7 @@ from tickerlake.core.names import (
     quarantine_prefix,
     raw_ohlcv_source_prefix,
     repairs_prefix,
+    transform_result_key,
 )
 from tickerlake.core.s3 import iter_keys
 from tickerlake.core.settings import get_settings
@@ -301,6 +302,8 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
         # the one copy: Iceberg (the gate and the warehouse read its snapshots)
         bars_merge = merge_into(result, bars_table, BARS.keys, scope=_scope(args), unique=True,
                                 clustered_by=BARS.partitioned_by)
+        # what the gate validates: this commit (or a later one that contains it), read right away
+        bars_snapshot = current_snapshot(spark, bars_table)
 
     anomalies = (result.where("is_return_anomaly OR is_volume_spike")
                  .withColumn("kind", F.explode(F.filter(F.array(
@@ -319,12 +322,23 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
         "anomalies": anomalies.count(), "iceberg_upserted": bars_merge.upserted,
         "iceberg_deleted": bars_merge.deleted, "anomalies_upserted": anomalies_merge.upserted,
         "bars_table": bars_table, "anomalies_table": anomalies_table,
-        "bars_snapshot": current_snapshot(spark, bars_table),
+        "bars_snapshot": bars_snapshot,
         "quarantine": Bucket.PROCESSED.s3a(quarantine_prefix(interval)),
         "seconds": timings,
     }
+    record_result(summary)
     # `result`'s checkpoint blocks go when it is garbage-collected (Spark's ContextCleaner).
     return summary
+
+
+def record_result(summary: dict) -> None:
+    """The summary next to the data (`s3://processed/transform/bars/...`, replaced by a rerun):
+    the quality gate validates the snapshot recorded here, not whatever is current when it runs."""
+    from tickerlake.core.clients import s3_client
+
+    key = transform_result_key(summary["interval"], summary["start"], summary["end"])
+    s3_client(get_settings().s3).put_object(Bucket=Bucket.PROCESSED.value, Key=key, ContentType="application/json",
+                                            Body=json.dumps(summary, sort_keys=True, default=str).encode())
 
 
 def _scope(args) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -123,6 +123,28 @@ def test_a_row_removed_from_raw_is_removed_from_iceberg_on_rerun(lake, spark, se
     finally:
         s3.put_object(Bucket=Bucket.RAW.value, Key=key, Body=body)
         transform(spark, DAY, date(2025, 1, 3))
+
+
+def test_the_gate_validates_the_snapshot_its_transform_committed_not_a_later_one(lake, spark, settings, s3):
+    from tickerlake.core.iceberg import iceberg_catalog
+    from tickerlake.core.names import transform_result_key
+    from tickerlake.quality import run_gate
+
+    end = date(2025, 1, 3)
+    day = transform(spark, DAY, end)  # the interval's transform, as its DAG runs it before the gate
+    key = transform_result_key("1d", DAY.isoformat(), end.isoformat())
+    recorded = json.loads(s3.get_object(Bucket=Bucket.PROCESSED.value, Key=key)["Body"].read())
+    assert recorded["bars_snapshot"] == day["bars_snapshot"] is not None
+    assert recorded["rows"] == day["rows"]
+    # a later commit to the table: another interval's transform (a day of its own, after DAY)
+    later_day = date(2025, 3, 3)
+    backfill(MARKET, SYMBOLS, later_day, later_day + timedelta(days=1), "1d", s3)
+    transform(spark, later_day, later_day + timedelta(days=1))
+    table = iceberg_catalog(settings).load_table(str(Table.BARS_1D))
+    assert table.current_snapshot().snapshot_id != recorded["bars_snapshot"]
+    result = run_gate("1d", DAY, end, settings)
+    assert result.details["snapshot_id"] == recorded["bars_snapshot"]  # the transform's, not the current one
+    assert result.success and result.rows == len(SYMBOLS)
 
 
 def test_minute_bars_flow_through_the_same_transform(stack, spark, settings, s3):

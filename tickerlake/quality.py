@@ -1,9 +1,11 @@
 """The data-quality gate on processed bars, with great-expectations.
 
-`run_gate` reads the bars of [start, end) from the processed Iceberg table's current snapshot (read
-by its id, so the whole check sees one state of the table: the transform's commit, unless another
-transform of the same table committed after it), runs the suite, stores the result with that
-snapshot id as JSON in the lake next to the data (`processed/quality/...`) and returns it. `run_gate` raises
+`run_gate` reads the bars of [start, end) from the processed Iceberg table at the snapshot the
+interval's transform committed (it records its summary, with that snapshot id, at
+`processed/transform/...`; without one, or once the maintenance expired it, the current snapshot),
+so what is validated is what the transform wrote, not what a later writer left. It runs the
+suite, stores the result with that snapshot id as JSON in the lake next to the data
+(`processed/quality/...`) and returns it. `run_gate` raises
 `QualityGateFailed` naming the failed expectations, so the Airflow task fails (no provider that
 only logs). Freshness is measured against each symbol's exchange calendar (tickerlake/core/market.py:
 London symbols against London's sessions): a weekend or holiday interval expects no rows and passes.
@@ -11,6 +13,7 @@ London symbols against London's sessions): a weekend or holiday interval expects
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from datetime import date
@@ -21,9 +24,10 @@ import pandas as pd
 from tickerlake.core.datasets import BARS
 from tickerlake.core.errors import TickerlakeError
 from tickerlake.core.market import EXCHANGE, exchange_of, exchanges_of, sessions_in_range
-from tickerlake.core.names import Bucket, quality_key
+from tickerlake.core.names import Bucket, quality_key, transform_result_key
 from tickerlake.core.settings import Settings, get_settings
 
+log = logging.getLogger(__name__)
 SUITE_NAME = "processed_bars"
 
 
@@ -131,9 +135,25 @@ def failed_expectations(payload: dict[str, Any]) -> tuple[str, ...]:
     return tuple(failed)
 
 
-def read_processed(settings: Settings, interval: str, start: date,
-                   end: date) -> tuple[pd.DataFrame, int | None]:
-    """The bars of [start, end) in `processed.bars_<interval>`'s current snapshot, and its id."""
+def transform_snapshot(settings: Settings, interval: str, start: date, end: date) -> int | None:
+    """The bars snapshot the interval's last transform committed (spark_jobs/transform_bars.py
+    records it), None when no transform recorded one (a lake from before, or a manual run)."""
+    from tickerlake.core.clients import s3_client
+
+    s3 = s3_client(settings.s3)
+    key = transform_result_key(interval, start.isoformat(), end.isoformat())
+    try:
+        body = s3.get_object(Bucket=Bucket.PROCESSED.value, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    snapshot = json.loads(body).get("bars_snapshot")
+    return int(snapshot) if snapshot is not None else None
+
+
+def read_processed(settings: Settings, interval: str, start: date, end: date,
+                   snapshot_id: int | None = None) -> tuple[pd.DataFrame, int | None]:
+    """The bars of [start, end) in `processed.bars_<interval>` at `snapshot_id` (if the table
+    still has it: the maintenance may have expired it), else its current snapshot; and the id read."""
     from pyiceberg.exceptions import NoSuchTableError
 
     from tickerlake.core.iceberg import iceberg_catalog
@@ -143,7 +163,11 @@ def read_processed(settings: Settings, interval: str, start: date,
         table = iceberg_catalog(settings).load_table(str(Table.bars(interval)))
     except NoSuchTableError:
         return pd.DataFrame(columns=BARS.column_names), None
-    snapshot = table.current_snapshot()
+    snapshot = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else None
+    if snapshot is None and snapshot_id is not None:
+        log.warning("snapshot %s of %s is gone (expired): validating the current snapshot", snapshot_id,
+                    Table.bars(interval))
+    snapshot = snapshot or table.current_snapshot()
     if snapshot is None:
         return pd.DataFrame(columns=BARS.column_names), None
     # the partition filter prunes files by the manifests' bounds: only the interval's are read
@@ -157,7 +181,9 @@ def run_gate(interval: str, start: date, end: date, settings: Settings | None = 
     from tickerlake.core.clients import s3_client
 
     settings = settings or get_settings()
-    frame, snapshot_id = read_processed(settings, interval, start, end)
+    # the snapshot the transform committed: not a later writer's table, whatever ran in between
+    frame, snapshot_id = read_processed(settings, interval, start, end,
+                                        transform_snapshot(settings, interval, start, end))
     payload = validate_frame(frame, start, end)
     payload["snapshot_id"] = snapshot_id  # what was validated: the table's state at that snapshot
     key = quality_key(interval, start.isoformat(), end.isoformat())

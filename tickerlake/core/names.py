@@ -57,6 +57,8 @@ PROCESSED_BARS_PREFIX = "bars"
 QUARANTINE_OHLCV_PREFIX = "quarantine/ohlcv"
 REPAIRS_OHLCV_PREFIX = "repairs/ohlcv"
 QUALITY_BARS_PREFIX = "quality/bars"
+# What each transform committed (its summary, with the bars table's snapshot id): the gate reads it
+TRANSFORM_BARS_PREFIX = "transform/bars"
 
 
 def raw_ohlcv_source_prefix(interval: str, source: str) -> str:
@@ -110,6 +112,10 @@ def repairs_prefix(interval: str) -> str:
 
 def quality_key(interval: str, start: str, end: str) -> str:
     return f"{QUALITY_BARS_PREFIX}/interval={interval}/start={start}_end={end}.json"
+
+
+def transform_result_key(interval: str, start: str, end: str) -> str:
+    return f"{TRANSFORM_BARS_PREFIX}/interval={interval}/start={start}_end={end}.json"
 
 
 class Table(StrEnum):

@@ -189,6 +189,7 @@ Where to look
   Quarantine (with reasons):    s3://processed/quarantine/ohlcv/interval=<1d|1m>/date=<D>/
   Repaired bars (kept):         s3://processed/repairs/ohlcv/interval=<1d|1m>/date=<D>/
   Quality results:              s3://processed/quality/bars/
+  Transform summaries:          s3://processed/transform/bars/  (each with the snapshot its gate validated)
   Iceberg tables:               {settings.iceberg.catalog}.processed.bars_1d, bars_1m, anomalies;
                                 {settings.iceberg.catalog}.realtime.ticks, bars_1m, bars_5m (JDBC catalog in Postgres)
   Realtime record archive:      s3://raw/archive/ticks/batch_id=<N>/
