@@ -2,7 +2,7 @@
 
     python -m tickerlake.dev.class_archive [--force]    (`make setup` runs it)
 
-A Spark job's JVM spends seconds loading and verifying the same ~20,000 classes (Spark SQL,
+A Spark job's JVM spends seconds loading and verifying the same ~15,000 classes (Spark SQL,
 Iceberg, Hadoop S3A, Arrow) before it does any work; on two cores that is a large share of a
 short task. The JDK can map them from an archive instead (CDS, JEP 350). This runs a small job
 through the lake's own session builder that touches the parts the lake's jobs use (Iceberg
