@@ -35,6 +35,17 @@ def class_archive_options(spark: SparkSettings) -> str:
     return f"-XX:SharedArchiveFile={archive} -Xshare:auto -Xlog:cds=off -Xlog:cds+dynamic=off"
 
 
+# HotSpot never JIT-compiles a method above 8,000 bytes of bytecode; Spark's whole-stage code
+# for a wide projection (the transform's validation rules: one CASE over ~30 rules) is larger,
+# so it ran interpreted for the whole job. Measured at 1M bars: read + validate 23.7 s -> 14.6 s.
+JIT_OPTIONS = "-XX:-DontCompileHugeMethods"
+
+
+def driver_java_options(spark: SparkSettings) -> str:
+    """The driver JVM's options: the class archive and the JIT's size limit lifted."""
+    return f"{class_archive_options(spark)} {JIT_OPTIONS}".strip()
+
+
 def spark_conf(settings: Settings) -> dict[str, str]:
     """Every Spark setting the lake needs, as a plain dict (also used for spark-submit --conf)."""
     s3, pg, catalog = settings.s3, settings.pg, settings.iceberg.catalog
@@ -43,7 +54,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     return {
         "spark.jars": ",".join(str(p) for p in jars),
         "spark.driver.memory": settings.spark.driver_memory,
-        "spark.driver.extraJavaOptions": class_archive_options(settings.spark),
+        "spark.driver.extraJavaOptions": driver_java_options(settings.spark),
+        "spark.executor.extraJavaOptions": JIT_OPTIONS,  # a cluster's executors run the same code
         "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
         # Standard Parquet timestamps (INT64 micros, UTC-adjusted), not Spark's legacy INT96: what

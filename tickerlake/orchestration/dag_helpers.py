@@ -14,7 +14,7 @@ import pendulum
 from tickerlake.core.jars import jar_paths
 from tickerlake.core.market import HISTORY_START
 from tickerlake.core.settings import REPO_ROOT, SparkSettings
-from tickerlake.core.spark import class_archive_options
+from tickerlake.core.spark import JIT_OPTIONS, driver_java_options
 
 # A fixed, tz-aware start for every DAG: runs are keyed on data intervals, never the wall clock.
 START_DATE = pendulum.datetime(2024, 1, 1, tz="UTC")
@@ -86,8 +86,9 @@ def spark_submit_options(module: str) -> dict[str, Any]:
         "jars": ",".join(str(p) for p in jar_paths(spark.jars_dir, strict=False)) or None,
         "driver_memory": spark.driver_memory,
         "conf": {"spark.ui.showConsoleProgress": "false",
-                 # the session builder's class archive: spark-submit starts the JVM, so it goes here
-                 **({"spark.driver.extraJavaOptions": options} if (options := class_archive_options(spark)) else {})},
+                 # the session builder's JVM options: spark-submit starts the JVM, so they go here
+                 "spark.driver.extraJavaOptions": driver_java_options(spark),
+                 "spark.executor.extraJavaOptions": JIT_OPTIONS},
     }
 
 
