@@ -97,3 +97,24 @@ def test_naive_utc_timestamps_as_spark_hands_them_over_give_the_same_result():
     naive = bars.assign(timestamp=bars["timestamp"].dt.tz_localize(None))
     a, b = indicators.compute(bars, "1m"), indicators.compute(naive, "1m")
     assert np.allclose(a["vwap"], b["vwap"])
+
+
+def test_of_duplicate_bars_the_latest_raw_object_wins_and_lookback_rows_are_kept():
+    import pandas as pd
+
+    from spark_jobs.transform_bars import NUMBERS, newest_per_bar
+
+    bars = SyntheticMarket(seed=5).bars(["DUP"], date(2026, 3, 2), date(2026, 3, 5), "1d").reset_index(drop=True)
+    bars["source_file"] = "s3a://raw/ohlcv/1d/month=2026-03.csv"
+    bars.loc[0, "source_file"] = None  # a lookback row, from the table: no object
+    later = bars.iloc[[2]].assign(close=bars.loc[2, "close"] + 1.0, source_file="s3a://raw/ohlcv/1d/month=2026-03~b.csv")
+    lower = bars.iloc[[1]].assign(close=bars.loc[1, "close"] - 1.0)  # same object: the lower values win
+    mixed = pd.concat([later, bars, lower]).sample(frac=1.0, random_state=3)
+
+    out = newest_per_bar(mixed)
+
+    assert list(out["timestamp"]) == sorted(bars["timestamp"])
+    assert "source_file" not in out.columns and set(NUMBERS) <= set(out.columns)
+    assert out.loc[0, "close"] == bars.loc[0, "close"]
+    assert out.loc[1, "close"] == bars.loc[1, "close"] - 1.0
+    assert out.loc[2, "close"] == bars.loc[2, "close"] + 1.0
