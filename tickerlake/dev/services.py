@@ -171,17 +171,24 @@ class S3Server(Service):
                 "WEED_ADMIN_PASSWORD": s3.console_password.get_secret_value()}
 
     def is_healthy(self) -> bool:
-        """Read-only: a signed ListBuckets, and the volume server's own status page (after a
-        restart the S3 gateway answers listings before its volume server serves data, and `up`
-        must mean that reads and writes work)."""
+        """Read-only: a signed ListBuckets, the volume server's own status page, and the master's
+        topology listing that volume server. After a restart the S3 gateway answers listings
+        before its volume server serves data, and the volume server answers before its first
+        heartbeat has told the master which volumes it holds: until then a GetObject fails with
+        InternalError (seen once in six restarts). `up` must mean that reads and writes work."""
         import urllib.request
 
         from tickerlake.core.clients import s3_client
 
         s3_client(self.settings.s3).list_buckets()
-        url = f"http://{LOOPBACK}:{self.settings.s3.port + 2}/healthz"  # the volume server's own
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
+        volume = f"{LOOPBACK}:{self.settings.s3.port + 2}"
+        with urllib.request.urlopen(f"http://{volume}/healthz", timeout=2) as response:
+            if response.status != 200:
+                return False
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{self.settings.s3.port + 1}/dir/status", timeout=2) as response:
+            topology = json.load(response).get("Topology") or {}
+        return any(node.get("Url") == volume for dc in topology.get("DataCenters") or []
+                   for rack in dc.get("Racks") or [] for node in rack.get("DataNodes") or [])
 
 
 class KafkaBroker(Service):
