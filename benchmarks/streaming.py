@@ -48,6 +48,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--trigger", type=float, default=1.0, help="TICKERLAKE_STREAM_TRIGGER_SECONDS")
     parser.add_argument("--max-offsets", type=int, default=200_000, help="TICKERLAKE_STREAM_MAX_OFFSETS_PER_TRIGGER")
     parser.add_argument("--no-archive", action="store_true", help="TICKERLAKE_STREAM_RAW_ARCHIVE=false")
+    parser.add_argument("--shuffle-partitions", type=int, default=2,
+                        help="TICKERLAKE_SPARK_SHUFFLE_PARTITIONS: the state stores of the dedup and the bars")
     return parser.parse_args()
 
 
@@ -219,6 +221,7 @@ def main() -> int:
     env = {"TICKERLAKE_STREAM_TRIGGER_SECONDS": str(args.trigger), "TICKERLAKE_SPARK_DRIVER_MEMORY": "3g",
            "TICKERLAKE_STREAM_MAX_OFFSETS_PER_TRIGGER": str(args.max_offsets),
            "TICKERLAKE_KAFKA_TICKS_PARTITIONS": "2",
+           "TICKERLAKE_SPARK_SHUFFLE_PARTITIONS": str(args.shuffle_partitions),
            "TICKERLAKE_STREAM_RAW_ARCHIVE": str(not args.no_archive).lower()}
     lines: list[str] = []
 

@@ -14,9 +14,13 @@ For the sessions in [start, end):
    the recursive indicators continue where the previous interval ended;
 5. computes the indicators per symbol in time order (spark_jobs/indicators.py, TA-Lib's rules);
 6. MERGEs into the Iceberg tables `processed.bars_<interval>` and `processed.anomalies` (scoped
-   to the interval; a first load is one append), the one copy of the processed data: a rerun
-   changes nothing. Repaired bars (open/close slightly outside [low, high]) are recorded in
-   `processed/repairs/...`, quarantined rows in `processed/quarantine/...` (Parquet by date).
+   to the interval and to the symbols the run owns there: those whose raw objects it read and
+   those its source had; another source's symbols on the same dates are not touched; a first
+   load is one append), the
+   one copy of the processed data: a rerun changes nothing. Repaired bars (open/close slightly
+   outside [low, high]) are recorded in `processed/repairs/...`, quarantined rows in
+   `processed/quarantine/...` (Parquet by date; a run replaces its dates' objects there, every
+   source's).
 
 Prints one JSON line with the counts (the transform DAG logs it).
 """
@@ -59,6 +63,7 @@ DEFAULT_LOOKBACK_BARS = 600
 
 BARS_COLUMNS = BARS.column_names
 RAW_SPAN_IN_KEY = re.compile(RAW_SPAN_PATTERN)
+RAW_SYMBOL_IN_KEY = re.compile(r"/symbol=([^/]+)/")
 
 
 class TransformError(TickerlakeError):
@@ -252,6 +257,7 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
     timings: dict[str, float] = {}
     with _timed(timings, "list_raw"):
         paths = raw_paths(s3, interval, args.source, args.start, args.end)
+        symbols = symbols_of(paths)
         if not paths:
             raise TransformError(f"no raw objects for source={args.source} interval={interval} "
                                  f"in {args.start}..{args.end} (run the backfill first)")
@@ -316,8 +322,12 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
     checked.unpersist()
     with _timed(timings, "iceberg_bars"):
         # the one copy: Iceberg (the gate and the warehouse read its snapshots)
-        bars_merge = merge_into(result, bars_table, BARS.keys, scope=_scope(args), unique=True,
-                                clustered_by=BARS.partitioned_by)
+        # The run owns, in the interval, the symbols it read and those its source had there (a
+        # symbol whose raw objects are gone must lose its rows): not another source's symbols.
+        owned = sorted(set(symbols) | {row.symbol for row in spark.table(bars_table).where(
+            f"{_scope(args)} AND source = {_sql_text(args.source)}").select("symbol").distinct().collect()})
+        bars_merge = merge_into(result, bars_table, BARS.keys, scope=f"{_scope(args)} AND {_symbol_in(owned)}",
+                                first_load_scope=_scope(args), unique=True, clustered_by=BARS.partitioned_by)
         # what the gate validates: this commit (or a later one that contains it), read right away
         bars_snapshot = current_snapshot(spark, bars_table)
 
@@ -328,8 +338,11 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
                  .withColumn("interval", F.lit(interval))
                  .select(*ANOMALIES.column_names))
     with _timed(timings, "iceberg_anomalies"):
+        # ... and their anomalies.
+        interval_scope = f"`interval` = '{interval}' AND {_scope(args)}"
         anomalies_merge = merge_into(anomalies, anomalies_table, ANOMALIES.keys,
-                                     scope=f"`interval` = '{interval}' AND {_scope(args)}", unique=True,
+                                     scope=f"{interval_scope} AND {_symbol_in(owned)}",
+                                     first_load_scope=interval_scope, unique=True,
                                      clustered_by=ANOMALIES.partitioned_by)
     summary = {
         "interval": interval, "source": args.source, "start": args.start.isoformat(),
@@ -359,6 +372,19 @@ def record_result(summary: dict) -> None:
 
 def _scope(args) -> str:
     return f"date >= DATE'{args.start.isoformat()}' AND date < DATE'{args.end.isoformat()}'"
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _symbol_in(symbols: list[str]) -> str:
+    return f"symbol IN ({', '.join(map(_sql_text, symbols))})" if symbols else "FALSE"
+
+
+def symbols_of(paths: list[str]) -> list[str]:
+    """The symbols whose raw objects the run read (`.../symbol=AAPL/...`)."""
+    return sorted({match[1] for path in paths if (match := RAW_SYMBOL_IN_KEY.search(path))})
 
 
 @one_line_errors

@@ -215,3 +215,35 @@ def test_a_failed_expectation_fails_the_transform_dag(stack, settings, s3):
     stored = s3.get_object(Bucket=Bucket.PROCESSED.value,
                            Key="quality/bars/interval=1d/start=2025-02-18_end=2025-02-21.json")
     assert json.loads(stored["Body"].read())["success"] is False
+
+
+def test_another_source_on_the_same_dates_leaves_the_first_sources_bars_alone(lake, spark, settings, s3):
+    """A transform owns the bars and anomalies of the symbols it read in its interval: another
+    source's run for other symbols on the same day must not delete the first one's rows."""
+    from dataclasses import dataclass, field
+
+    from ingestion.sources.base import SourceName
+
+    @dataclass
+    class OtherSource(SyntheticMarket):  # synthetic bars as another source's
+        name: SourceName = field(default=SourceName.CSV, init=False)
+
+        def bars(self, *args, **kwargs):
+            return super().bars(*args, **kwargs).assign(source=self.name.value)
+
+    bars = f"{settings.iceberg.catalog}.{Table.BARS_1D.value}"
+    anomalies = f"{settings.iceberg.catalog}.{Table.ANOMALIES.value}"
+    day, ours = f"date = DATE'{DAY}'", "symbol IN ('AAA', 'BBB')"
+    first = fingerprint(spark.table(bars).where(f"{day} AND {ours}"))
+    first_anomalies = fingerprint(spark.table(anomalies).where(f"{day} AND {ours}"))
+    assert first[0] == len(SYMBOLS)
+
+    backfill(OtherSource(seed=41), ["CCC"], DAY, DAY + timedelta(days=1), "1d", s3)
+    summary = transform_bars.run(spark, argparse.Namespace(
+        start=DAY, end=DAY + timedelta(days=1), interval="1d", source=SourceName.CSV.value,
+        lookback_bars=transform_bars.DEFAULT_LOOKBACK_BARS))
+
+    assert summary["rows"] == 1 and summary["iceberg_deleted"] == 0
+    assert fingerprint(spark.table(bars).where(f"{day} AND {ours}")) == first
+    assert fingerprint(spark.table(anomalies).where(f"{day} AND {ours}")) == first_anomalies
+    assert spark.table(bars).where(f"{day} AND symbol = 'CCC'").count() == 1

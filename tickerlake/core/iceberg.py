@@ -28,7 +28,8 @@ class MergeResult:
 
 
 def merge_into(source: "DataFrame", table: str, keys: Sequence[str], scope: str | None = None, *,
-               unique: bool = False, clustered_by: Sequence[str] = ()) -> MergeResult:
+               unique: bool = False, clustered_by: Sequence[str] = (),
+               first_load_scope: str | None = None) -> MergeResult:
     """MERGE `source` into `table` on `keys`, touching only rows that are new or changed.
 
     Rows identical to the table's (null-safe on every column) are dropped before the MERGE, and no
@@ -38,8 +39,10 @@ def merge_into(source: "DataFrame", table: str, keys: Sequence[str], scope: str 
     `scope` (a SQL predicate on the table, e.g. the interval being recomputed) says which rows the
     source owns completely: every source row falls in it, and rows in scope whose key the source
     lacks are deleted, so a rerun after a row turned out bad leaves no stale copy. When the table
-    has no row in scope yet (a first load), the rows are appended in one commit: no join, no MERGE,
-    and the count comes from the commit's summary (the source is computed once).
+    has no row in `first_load_scope` yet (default: `scope`; a first load), the rows are appended in
+    one commit: no join, no MERGE, and the count comes from the commit's summary (the source is
+    computed once). Give it when `scope` is narrower than where the source's keys may already be
+    (a scope of one data source's rows, while other sources' rows share the dates and maybe keys).
     `unique`: the caller vouches that `source` has one row per key (no dedup shuffle).
     `clustered_by`: the table's partition columns; a first load is sorted by them within each task
     and written one partition file at a time (Iceberg's fanout writer keeps a file and its buffers
@@ -52,7 +55,7 @@ def merge_into(source: "DataFrame", table: str, keys: Sequence[str], scope: str 
     source = source.select(*columns)
     if not unique:
         source = source.dropDuplicates(list(keys))
-    if scope and not target.where(scope).limit(1).count():
+    if scope and not target.where(first_load_scope or scope).limit(1).count():
         # No checkpoint here: an append, unlike MERGE, accepts any source, and a second copy of
         # a large interval is what runs a driver out of memory.
         if source.isEmpty():
