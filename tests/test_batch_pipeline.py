@@ -247,3 +247,21 @@ def test_another_source_on_the_same_dates_leaves_the_first_sources_bars_alone(la
     assert fingerprint(spark.table(bars).where(f"{day} AND {ours}")) == first
     assert fingerprint(spark.table(anomalies).where(f"{day} AND {ours}")) == first_anomalies
     assert spark.table(bars).where(f"{day} AND symbol = 'CCC'").count() == 1
+
+
+def test_the_processed_tables_get_small_parquet_dictionaries_once_also_on_an_older_lake(lake, spark, settings):
+    name = f"{settings.iceberg.catalog}.{Table.BARS_1D.value}"
+
+    def properties() -> dict[str, str]:
+        return {row["key"]: row["value"] for row in spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
+
+    def metadata_versions() -> int:
+        return spark.sql(f"SELECT count(*) AS n FROM {name}.metadata_log_entries").first()["n"]
+
+    assert properties()["write.parquet.dict-size-bytes"] == "8192"
+    spark.sql(f"ALTER TABLE {name} UNSET TBLPROPERTIES ('write.parquet.dict-size-bytes')")  # an older lake's
+    transform_bars.ensure_tables(spark, "1d")
+    assert properties()["write.parquet.dict-size-bytes"] == "8192"
+    versions = metadata_versions()
+    transform_bars.ensure_tables(spark, "1d")
+    assert metadata_versions() == versions  # already set: no commit

@@ -116,13 +116,22 @@ def ensure_namespaces(spark: "SparkSession", settings: Settings | None = None) -
 def create_iceberg_table(spark: "SparkSession", namespace: Namespace, table: str, columns: str,
                          *, partitioned_by: str = "", settings: Settings | None = None,
                          properties: dict[str, str] | None = None) -> str:
-    """CREATE TABLE IF NOT EXISTS in the namespace's bucket; returns the qualified name."""
+    """CREATE TABLE IF NOT EXISTS in the namespace's bucket; returns the qualified name.
+
+    `properties` hold for a table that exists too (an older lake's): those that differ are set,
+    and none is set again when they already hold (no metadata commit on every run)."""
     catalog = (settings or get_settings()).iceberg.catalog
     name = namespace.qualified(catalog, table)
     partition = f" PARTITIONED BY ({partitioned_by})" if partitioned_by else ""
     props = ", ".join(f"'{k}'='{v}'" for k, v in (properties or {}).items())
     spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING iceberg{partition} "
               f"LOCATION '{namespace.table_location(table)}'" + (f" TBLPROPERTIES ({props})" if props else ""))
+    if properties:
+        current = {row["key"]: row["value"] for row in spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
+        changed = {k: v for k, v in properties.items() if current.get(k) != v}
+        if changed:
+            spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ("
+                      + ", ".join(f"'{k}'='{v}'" for k, v in changed.items()) + ")")
     return name
 
 
