@@ -123,16 +123,19 @@ def create_iceberg_table(spark: "SparkSession", namespace: Namespace, table: str
     catalog = (settings or get_settings()).iceberg.catalog
     name = namespace.qualified(catalog, table)
     partition = f" PARTITIONED BY ({partitioned_by})" if partitioned_by else ""
-    props = ", ".join(f"'{k}'='{v}'" for k, v in (properties or {}).items())
     spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING iceberg{partition} "
-              f"LOCATION '{namespace.table_location(table)}'" + (f" TBLPROPERTIES ({props})" if props else ""))
+              f"LOCATION '{namespace.table_location(table)}'"
+              + (f" TBLPROPERTIES ({_properties_sql(properties)})" if properties else ""))
     if properties:
         current = {row["key"]: row["value"] for row in spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
         changed = {k: v for k, v in properties.items() if current.get(k) != v}
         if changed:
-            spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ("
-                      + ", ".join(f"'{k}'='{v}'" for k, v in changed.items()) + ")")
+            spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({_properties_sql(changed)})")
     return name
+
+
+def _properties_sql(properties: dict[str, str]) -> str:
+    return ", ".join(f"'{k}'='{v}'" for k, v in properties.items())
 
 
 def create_declared_table(spark: "SparkSession", table: Table, dataset: Dataset,
