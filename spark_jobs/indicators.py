@@ -17,7 +17,8 @@ reproduced here:
 Indicators TA-Lib does not define, with the convention chosen here:
 
 - return_simple = close/prev_close - 1 (TA-Lib ROCP(1)); return_log = ln(close/prev_close).
-- vwap: intraday bars, cumulative within the session; daily bars, over the last 20 bars;
+- vwap: intraday bars, cumulative within the session (the `date` column where the bars have it,
+  else the session of each bar in its exchange's zone); daily bars, over the last 20 bars;
   typical price (high+low+close)/3.
 - volatility_20: population standard deviation of log returns over 20 bars (TA-Lib STDDEV),
   annualised by sqrt(252) for daily and sqrt(252·390) for minute bars.
@@ -139,10 +140,13 @@ def compute(bars: pd.DataFrame, interval: str) -> pd.DataFrame:
 
     typical = (high + low + close) / 3.0
     if interval == "1m":
-        stamps = pd.to_datetime(df["timestamp"])
-        if stamps.dt.tz is None:  # Spark's applyInPandas hands over naive UTC (session time zone)
-            stamps = stamps.dt.tz_localize("UTC")
-        session = session_dates(stamps, df["symbol"])  # in the symbol's exchange's time zone
+        if "date" in df:  # the transform's bars carry their session date
+            session = df["date"]
+        else:
+            stamps = pd.to_datetime(df["timestamp"])
+            if stamps.dt.tz is None:  # naive: UTC
+                stamps = stamps.dt.tz_localize("UTC")
+            session = session_dates(stamps, df["symbol"])  # in the symbol's exchange's time zone
         pv = pd.Series(typical * volume).groupby(session).cumsum()
         vol = pd.Series(volume).groupby(session).cumsum()
         df["vwap"] = (pv / vol).to_numpy()

@@ -33,13 +33,12 @@ import sys
 import time
 from datetime import date, timedelta
 
-from tickerlake.core.datasets import ANOMALIES, BARS, OHLCV_COLUMNS, OHLCV_RAW_DDL, REPAIRED_OHLCV, BarInterval
+from spark_jobs.raw_bars import NUMBERS
+from tickerlake.core.datasets import ANOMALIES, BARS, OHLCV_COLUMNS, BarInterval
 from tickerlake.core.errors import TickerlakeError, one_line_errors
 from tickerlake.core.iceberg import current_snapshot, merge_into
-from tickerlake.core.market import spark_session_tz
 from tickerlake.core.names import (
     RAW_SPAN_PATTERN,
-    SYMBOL_PATTERN,
     Bucket,
     RawSpan,
     Table,
@@ -48,15 +47,9 @@ from tickerlake.core.names import (
     repairs_prefix,
     transform_result_key,
 )
-from tickerlake.core.s3 import iter_keys
+from tickerlake.core.s3 import iter_keys, iter_objects
 from tickerlake.core.settings import get_settings
 
-PRICES = ("open", "high", "low", "close", "adj_close")
-CORRUPT = "_corrupt_record"  # Spark's column for a CSV row it could not split into the schema
-NUMBERS = (*PRICES, "volume", "dividends", "stock_splits")
-# Open or close above the high (below the low) by at most this share of it: the bar is kept with
-# its range widened (recorded in processed/repairs/); by more: quarantined (docs/batch.md).
-OHLC_REPAIR_TOLERANCE = 0.01
 # Enough bars that EMA/RSI/ATR seeds older than the lookback weigh less than 1e-15.
 DEFAULT_LOOKBACK_BARS = 600
 
@@ -68,6 +61,7 @@ DEFAULT_LOOKBACK_BARS = 600
 WRITE_PROPERTIES = {"write.parquet.dict-size-bytes": "8192"}
 
 BARS_COLUMNS = BARS.column_names
+EPOCH_DAY = date(1970, 1, 1)
 RAW_SPAN_IN_KEY = re.compile(RAW_SPAN_PATTERN)
 RAW_SYMBOL_IN_KEY = re.compile(r"/symbol=([^/]+)/")
 
@@ -89,90 +83,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def raw_paths(s3, interval: str, source: str, start: date, end: date) -> list[str]:
-    """The raw objects holding the interval's session dates (one listing of the source's prefix,
-    filtered on each key's `month=` or `date=`): the month objects, and the per-day objects that
-    lakes written before 2026-12-07 hold."""
+def raw_objects(s3, interval: str, source: str, start: date, end: date) -> dict[str, int]:
+    """The raw objects holding the interval's session dates, key -> size (one listing of the
+    source's prefix, filtered on each key's `month=` or `date=`): the month objects, and the
+    per-day objects that lakes written before 2026-12-07 hold."""
     prefix = raw_ohlcv_source_prefix(interval, source)
     first, last = start.isoformat(), (end - timedelta(days=1)).isoformat()
-    paths = []
-    for key in iter_keys(s3, Bucket.RAW.value, prefix):
-        match = RAW_SPAN_IN_KEY.search(key)
+    objects = {}
+    for obj in iter_objects(s3, Bucket.RAW.value, prefix):
+        match = RAW_SPAN_IN_KEY.search(obj["Key"])
         if match is None:
             continue
         span, value = RawSpan(match[1]), match[2]
         if span.of(first) <= value <= span.of(last):
-            paths.append(Bucket.RAW.s3a(key))
-    return sorted(paths)
-
-
-def validate(raw):
-    """Typed columns plus `reason` (NULL for a valid row); the first failing rule names it."""
-    from pyspark.sql import functions as F
-
-    typed = raw.withColumn("ts", F.to_timestamp("timestamp"))
-    for column in NUMBERS:
-        # volume "1e3" or "1000.0" is fine; "abc" is not
-        typed = typed.withColumn(f"_{column}_double", F.col(column).cast("double"))
-        target = "bigint" if column == "volume" else "double"
-        typed = typed.withColumn(f"_{column}", F.col(f"_{column}_double").cast(target))
-    file_span = raw_file_span()
-    top, bottom = F.greatest("_open", "_close"), F.least("_open", "_close")
-    rules = [
-        (F.col(CORRUPT).isNotNull(), F.lit(f"malformed CSV row: not {len(OHLCV_COLUMNS)} fields")),
-        (F.col("symbol").isNull() | (F.trim("symbol") == ""), F.lit("null symbol")),
-        (~F.col("symbol").rlike(SYMBOL_PATTERN), F.lit("invalid symbol")),
-        (F.col("source").isNull() | (F.trim("source") == ""), F.lit("null source")),
-        (F.col("timestamp").isNull() | (F.trim("timestamp") == ""), F.lit("null timestamp")),
-        (F.col("ts").isNull(), F.concat(F.lit("unparsable timestamp: "), F.col("timestamp"))),
-    ]
-    for column in NUMBERS:
-        required = column in ("open", "high", "low", "close", "volume")
-        missing = F.col(column).isNull() | (F.trim(column) == "")
-        if required:
-            rules.append((missing, F.lit(f"null {column}")))
-        rules.append((~missing & F.col(f"_{column}").isNull(), F.lit(f"unparsable {column}")))
-        # "NaN" and "Infinity" parse as doubles, and NaN compares greater than every number
-        rules.append((F.isnan(f"_{column}_double") | (F.abs(f"_{column}_double") == float("inf")),
-                      F.lit(f"non-finite {column}")))
-    rules += [
-        (F.abs("_volume_double") >= 2.0 ** 63, F.lit("volume out of range")),
-        # a row filed under another session than its own would be read with the wrong day's data
-        (~F.date_format(session_date("ts"), "yyyy-MM-dd").startswith(file_span),
-         F.when(F.length(file_span) == 7, F.lit("timestamp not in its file's month"))
-         .otherwise(F.lit("timestamp not on its file's session date"))),
-        (F.least(*[F.col(f"_{c}") for c in ("open", "high", "low", "close")]) < 0, F.lit("negative price")),
-        (F.col("_volume") < 0, F.lit("negative volume")),
-        (F.col("_high") < F.col("_low"), F.lit("high < low")),
-        ((top - F.col("_high") > OHLC_REPAIR_TOLERANCE * F.col("_high"))
-         | (F.col("_low") - bottom > OHLC_REPAIR_TOLERANCE * F.col("_low")),
-         F.lit(f"open/close outside [low, high] by more than {OHLC_REPAIR_TOLERANCE:.0%}")),
-    ]
-    reason = F.lit(None).cast("string")
-    for condition, text in reversed(rules):
-        reason = F.when(condition, text).otherwise(reason)
-    # Kept, repaired: open or close slightly outside [low, high] (vendors' rounding, an auction
-    # print). Dropping the bar would leave a hole that shifts every indicator after it; the range
-    # is widened to include them instead and the repair is recorded with the original values.
-    repair = F.when(reason.isNull() & ((top > F.col("_high")) | (bottom < F.col("_low"))), F.concat_ws(
-        "; ", F.when(top > F.col("_high"), F.format_string("high %s widened to %s", F.col("high"), top)),
-        F.when(bottom < F.col("_low"), F.format_string("low %s widened to %s", F.col("low"), bottom))))
-    return (typed.withColumn("reason", reason).withColumn("repair", repair)
-            .withColumn("_high", F.greatest("_high", F.when(F.col("repair").isNotNull(), top)))
-            .withColumn("_low", F.least("_low", F.when(F.col("repair").isNotNull(), bottom)))
-            .drop(*[f"_{c}_double" for c in NUMBERS]))
-
-
-def narrow(checked):
-    """What the later stages read of the checked rows, for the cache: the typed columns, and the
-    raw text only of rows set aside (quarantined or repaired). Caching every row's text as well
-    cost about 3.5 of 13 s at 1M bars."""
-    from pyspark.sql import functions as F
-
-    kept_raw = F.col("reason").isNotNull() | F.col("repair").isNotNull()
-    text = [F.when(kept_raw, F.col(c)).alias(c) for c in OHLCV_COLUMNS if c not in ("symbol", "source")]
-    return checked.select("symbol", "source", "ts", *[f"_{c}" for c in NUMBERS], "date", "source_file",
-                          "reason", "repair", *text)
+            objects[obj["Key"]] = obj["Size"]
+    return dict(sorted(objects.items()))
 
 
 def newest_per_bar(pdf):
@@ -184,32 +109,120 @@ def newest_per_bar(pdf):
     return ordered.drop_duplicates("timestamp", keep="first").drop(columns="source_file").reset_index(drop=True)
 
 
-def raw_file_span():
-    """The session date (`2026-01-02`) or month (`2026-01`) the row's raw object holds."""
+def output_schema():
+    """What the per-symbol step returns: bars (`kind` 'bar'), rows set aside (`kind` 'quarantine'
+    or 'repair', their raw text and note as JSON in `aside`, their session in `date`) and, per
+    symbol with duplicates, their number (`kind` 'duplicates', in `volume`)."""
+    return f"{BARS.spark_ddl()}, `kind` STRING, `aside` STRING"
+
+
+def aside_schema(note: str) -> str:
+    return ", ".join([*(f"`{c}` STRING" for c in OHLCV_COLUMNS), f"`{note}` STRING", "`source_file` STRING"])
+
+
+def symbol_outputs(batches, interval: str, start: date, end: date):
+    """mapInPandas: for each symbol of the partition, read its raw objects from S3, check them
+    (spark_jobs/raw_bars.py), drop duplicates, prepend its lookback bars and compute the
+    indicators (spark_jobs/indicators.py); yield its bars and the rows it set aside."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+
+    from tickerlake.core.clients import s3_client
+
+    work = pd.concat(list(batches), ignore_index=True)
+    if work.empty:
+        return
+    s3 = s3_client(get_settings().s3)
+
+    def get(key: str) -> bytes:
+        return s3.get_object(Bucket=Bucket.RAW.value, Key=key)["Body"].read()
+
+    with ThreadPoolExecutor(8) as pool:  # the GETs wait on S3: overlap them
+        for symbol, rows in work.groupby("symbol", sort=True):
+            keys = sorted(rows["key"].dropna())
+            history = rows[rows["key"].isna()].drop(columns=["key", "part"])
+            yield from one_symbol(symbol, zip(keys, pool.map(get, keys)), history, interval, start, end)
+
+
+def one_symbol(symbol: str, objects, history, interval: str, start: date, end: date):
+    """One symbol's outputs (see `symbol_outputs`) from its objects' (key, body) pairs."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from spark_jobs import indicators, raw_bars
+
+    first, last = (start - EPOCH_DAY).days, (end - EPOCH_DAY).days
+    good, aside = [], []
+    for key, body in objects:
+        text = raw_bars.read_object(body)
+        checked = raw_bars.check(text, key, symbol)
+        source_file = Bucket.RAW.s3a(key)
+        valid = checked["reason"].isna().to_numpy()
+        day = checked["day"].to_numpy()
+        filed = checked["filed"].to_numpy()
+        filed = np.where(filed < 0, np.maximum(checked["span_first"].to_numpy(), first), filed)
+        quarantined = ~valid & (filed >= first) & (filed < last)
+        ours = valid & (day >= first) & (day < last)
+        repaired = ours & checked["repair"].notna().to_numpy()
+        for mask, kind, note, when in ((quarantined, "quarantine", "reason", filed),
+                                       (repaired, "repair", "repair", day)):
+            for i in np.flatnonzero(mask):
+                record = {c: text[c][int(i)].as_py() for c in OHLCV_COLUMNS}
+                record.update({note: checked[note].iat[i], "source_file": source_file})
+                aside.append((kind, json.dumps(record), when[i]))
+        kept = checked[ours].drop(columns=["reason", "repair", "filed", "span_first"])
+        good.append(kept.assign(source_file=source_file))
+    bars = pd.concat(good, ignore_index=True) if good else pd.DataFrame()
+    duplicates = 0
+    if not bars.empty:
+        bars["date"] = pd.to_datetime(bars.pop("day"), unit="D")
+        received = len(bars)
+        if not history.empty:
+            history = history.assign(date=pd.to_datetime(history["date"]), source_file=None,
+                                     timestamp=pd.to_datetime(history["timestamp"], utc=True))
+            bars = pd.concat([history, bars], ignore_index=True)
+        # Duplicates are dropped here, where the symbol's rows already are: no shuffle of their own.
+        out = indicators.compute(newest_per_bar(bars), interval)
+        out = out[out["date"] >= pd.Timestamp(start)].reset_index(drop=True)
+        yield out[BARS_COLUMNS].assign(kind="bar", aside=None)
+        duplicates = received - len(out)
+    if duplicates:
+        aside.append(("duplicates", None, first))
+    if aside:
+        frame = pd.DataFrame({c: pd.Series([None] * len(aside), dtype=object) for c in BARS_COLUMNS})
+        frame["symbol"] = symbol
+        frame["kind"] = [kind for kind, _, _ in aside]
+        frame["aside"] = [record for _, record, _ in aside]
+        frame["date"] = pd.to_datetime([day for _, _, day in aside], unit="D")
+        frame["volume"] = np.where(frame["kind"] == "duplicates", duplicates, None)
+        yield frame
+
+
+def balanced_parts(spark, objects: dict[str, int]) -> dict[str, int]:
+    """symbol -> the `part` value of its partition: symbols spread over the cores by the bytes of
+    their objects (largest first, each to the least loaded), so that both cores finish together.
+
+    The values are chosen so that Spark's hash partitioning (`repartition(n, "part")`: pmod of
+    Murmur3) puts each in a partition of its own: n distinct small integers often collide."""
     from pyspark.sql import functions as F
 
-    return F.regexp_extract("source_file", RAW_SPAN_PATTERN, 2)
-
-
-def filed_date(start: date):
-    """The session a row is filed under (the quarantine's partition): a day object's date; in a
-    month object, the row's own session if it lies in that month, else (no usable timestamp, or
-    one outside the month) the first session of the run's interval in that month, so that a
-    rerun of the interval files it the same way."""
-    from pyspark.sql import functions as F
-
-    span = raw_file_span()
-    is_month = F.length(span) == 7
-    span_start = F.to_date(F.when(is_month, F.concat(span, F.lit("-01"))).otherwise(span))
-    own = F.when(F.date_format("date", "yyyy-MM-dd").startswith(span), F.col("date"))
-    return F.when(is_month, F.coalesce(own, F.greatest(span_start, F.lit(start)))).otherwise(span_start)
-
-
-def session_date(column):
-    """The session date: the bar's time in its symbol's exchange's time zone (core/market.py)."""
-    from pyspark.sql import functions as F
-
-    return F.to_date(F.from_utc_timestamp(column, F.expr(spark_session_tz("symbol"))))
+    sizes: dict[str, int] = {}
+    for key, size in objects.items():
+        symbol = symbols_of([key])[0]
+        sizes[symbol] = sizes.get(symbol, 0) + size
+    n = max(1, min(len(sizes), spark.sparkContext.defaultParallelism))
+    value_of: dict[int, int] = {}
+    for row in spark.range(64 * n).select("id", F.expr(f"pmod(hash(id), {n})").alias("p")).collect():
+        value_of.setdefault(row.p, row.id)
+    load, parts = [0] * n, {}
+    for symbol, size in sorted(sizes.items(), key=lambda item: (-item[1], item[0])):
+        target = load.index(min(load))
+        load[target] += size
+        parts[symbol] = value_of[target]
+    return parts
 
 
 def ensure_tables(spark, interval: str) -> tuple[str, str]:
@@ -247,10 +260,11 @@ def _timed(timings: dict, stage: str):
 
 
 def run(spark, args: argparse.Namespace, settings=None) -> dict:
+    from functools import partial
+
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from spark_jobs import indicators
     from tickerlake.core.clients import s3_client
 
     settings = settings or get_settings()
@@ -258,74 +272,58 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
     s3 = s3_client(settings.s3)
     bars_table, anomalies_table = ensure_tables(spark, interval)
     days = [args.start + timedelta(days=i) for i in range((args.end - args.start).days)]
-    in_interval = (F.col("date") >= F.lit(args.start)) & (F.col("date") < F.lit(args.end))
 
     timings: dict[str, float] = {}
     with _timed(timings, "list_raw"):
-        paths = raw_paths(s3, interval, args.source, args.start, args.end)
-        if not paths:
+        objects = raw_objects(s3, interval, args.source, args.start, args.end)
+        if not objects:
             raise TransformError(f"no raw objects for source={args.source} interval={interval} "
                                  f"in {args.start}..{args.end} (run the backfill first)")
-        symbols = symbols_of(paths)
-        # Spark checks every path again here (one HEAD each): timed with the listing it repeats.
-        # PERMISSIVE with a corrupt-record column: a row with too few or too many fields (another
-        # separator, a stray comma) is kept with its text and quarantined, never shifted or cut.
-        raw = (spark.read.schema(f"{OHLCV_RAW_DDL}, `{CORRUPT}` STRING").option("header", True)
-               .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
-               .csv(paths).withColumn("source_file", F.input_file_name()))
-    checked = narrow(validate(raw).withColumn("date", session_date("ts"))).cache()
-    with _timed(timings, "read_validate"):
-        checked.count()
+        symbols = symbols_of(list(objects))
+        parts = balanced_parts(spark, objects)
 
-    # Quarantine: every raw column as text, the reason and the file it came from, filed under a
-    # session of the interval (`filed_date`); a month object's rows of other sessions are not this
-    # run's.
-    bad = (checked.where(F.col("reason").isNotNull())
-           .select(*OHLCV_COLUMNS, "reason", "source_file", filed_date(args.start).alias("date"))
-           .where(in_interval)
-           .withColumn("quarantined_for", F.lit(f"{args.start}..{args.end}")))
-    with _timed(timings, "quarantine"):
-        bad_count = bad.count()
-        replace_partitions(bad if bad_count else None, Bucket.PROCESSED, quarantine_prefix(interval), days, s3)
-
-    repaired = (checked.where(F.col("reason").isNull() & F.col("repair").isNotNull()).where(in_interval)
-                .select(*REPAIRED_OHLCV.column_names[:-1])
-                .withColumn("repaired_for", F.lit(f"{args.start}..{args.end}")))
-    with _timed(timings, "repairs"):
-        repaired_count = repaired.count()
-        replace_partitions(repaired if repaired_count else None, Bucket.PROCESSED, repairs_prefix(interval),
-                           days, s3)
-
-    good = checked.where(F.col("reason").isNull()).where(in_interval).select(
-        F.col("symbol"), F.col("ts").alias("timestamp"),
-        *[F.col(f"_{c}").alias(c) for c in NUMBERS], F.col("source"), F.col("date"),
-        F.col("source_file"))
-
-    # Lookback: each symbol's last bars before the interval, from the processed table.
+    # What each partition works on: its symbols' raw objects, and their lookback (each symbol's
+    # last bars before the interval, from the processed table).
+    part_of = spark.createDataFrame(list(parts.items()), "symbol STRING, part BIGINT")
+    to_read = spark.createDataFrame([(symbols_of([key])[0], key) for key in objects], "symbol STRING, key STRING")
     history = (spark.table(bars_table).where(F.col("date") < F.lit(args.start))
-               .join(good.select("symbol").distinct(), "symbol")
-               .select(*OHLCV_COLUMNS, "date")
+               .join(F.broadcast(part_of), "symbol")
                .withColumn("_r", F.row_number().over(Window.partitionBy("symbol")
                                                      .orderBy(F.col("timestamp").desc())))
-               .where(F.col("_r") <= args.lookback_bars).drop("_r")
-               .withColumn("source_file", F.lit(None).cast("string")))
-    series = good.unionByName(history)
+               .where(F.col("_r") <= args.lookback_bars)
+               .select(*OHLCV_COLUMNS, "date", F.lit(None).cast("string").alias("key"), "part"))
+    work = (to_read.join(F.broadcast(part_of), "symbol")
+            .select(*[F.lit(None).alias(c) if c != "symbol" else F.col(c) for c in OHLCV_COLUMNS],
+                    F.lit(None).alias("date"), "key", "part"))
+    work = work.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in history.schema.fields])
+    outputs = (work.unionByName(history).repartition(len(set(parts.values())), "part")
+               .mapInPandas(partial(symbol_outputs, interval=interval, start=args.start, end=args.end),
+                            schema=output_schema()))
+    with _timed(timings, "read_check_indicators"):
+        # A checkpoint: the per-symbol step (S3 reads, checks, indicators) runs once, and the
+        # quarantine, repairs, bars and anomalies below are read from it.
+        result = outputs.localCheckpoint(eager=True)
+        counts = {row.kind: (row.n, row.total) for row in result.groupBy("kind").agg(
+            F.count(F.lit(1)).alias("n"), F.sum("volume").alias("total")).collect()}
+    rows = counts.get("bar", (0, 0))[0]
+    duplicates = int(counts.get("duplicates", (0, 0))[1] or 0)
 
-    def compute(pdf):
-        # Duplicates are dropped here, where the symbol's rows already are: no shuffle of its own.
-        out = indicators.compute(newest_per_bar(pdf), interval)
-        return out[BARS_COLUMNS]
-
-    computed = series.groupBy("symbol").applyInPandas(compute, schema=BARS.spark_ddl())
-    with _timed(timings, "indicators"):
-        # A checkpoint, not cache(): it cuts the lineage, so unpersisting `checked` below cannot
-        # make Spark rebuild this (uncaching a plan re-plans and empties every cache built on it).
-        result = computed.where(in_interval).localCheckpoint(eager=True)
-        rows = result.count()
-        duplicates = good.count() - rows  # the interval's valid rows, less the one kept per bar
-    # Every later stage reads `result` only: give it the memory the raw rows held (at 10M bars
-    # both no longer fit an 8 GB driver, and blocks go to disk and back).
-    checked.unpersist()
+    # Quarantine: every raw column as text, the reason and the file it came from, filed under a
+    # session of the interval; a month object's rows of other sessions are not this run's.
+    with _timed(timings, "quarantine"):
+        bad_count = counts.get("quarantine", (0, 0))[0]
+        bad = (result.where(F.col("kind") == "quarantine")
+               .select(F.from_json("aside", aside_schema("reason")).alias("a"), "date")
+               .select("a.*", "date").withColumn("quarantined_for", F.lit(f"{args.start}..{args.end}")))
+        replace_partitions(bad if bad_count else None, Bucket.PROCESSED, quarantine_prefix(interval), days, s3)
+    with _timed(timings, "repairs"):
+        repaired_count = counts.get("repair", (0, 0))[0]
+        repaired = (result.where(F.col("kind") == "repair")
+                    .select(F.from_json("aside", aside_schema("repair")).alias("a"), "date")
+                    .select("a.*", "date").withColumn("repaired_for", F.lit(f"{args.start}..{args.end}")))
+        replace_partitions(repaired if repaired_count else None, Bucket.PROCESSED, repairs_prefix(interval),
+                           days, s3)
+    result = result.where(F.col("kind") == "bar").select(*BARS_COLUMNS)
     with _timed(timings, "iceberg_bars"):
         # the one copy: Iceberg (the gate and the warehouse read its snapshots)
         # The run owns, in the interval, the symbols it read and those its source had there (a
@@ -352,7 +350,7 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
                                      clustered_by=ANOMALIES.partitioned_by)
     summary = {
         "interval": interval, "source": args.source, "start": args.start.isoformat(),
-        "end": args.end.isoformat(), "raw_files": len(paths), "rows": rows,
+        "end": args.end.isoformat(), "raw_files": len(objects), "rows": rows,
         "quarantined": bad_count, "repaired": repaired_count, "duplicates_dropped": duplicates,
         "anomalies": anomalies.count(), "iceberg_upserted": bars_merge.upserted,
         "iceberg_deleted": bars_merge.deleted, "anomalies_upserted": anomalies_merge.upserted,

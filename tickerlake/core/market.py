@@ -104,7 +104,8 @@ def session_dates(timestamps: "pd.Series", symbols: "pd.Series") -> "pd.Series":
 
     stamps = pd.to_datetime(timestamps, utc=True, errors="coerce")
     out = pd.Series([None] * len(stamps), index=stamps.index, dtype=object)
-    zones = symbols.fillna("").astype(str).map(lambda s: exchange_of(s).tz)
+    names = symbols.fillna("").astype(str)
+    zones = names.map({name: exchange_of(name).tz for name in names.unique()})  # once per symbol
     for tz, index in zones.groupby(zones).groups.items():
         out.loc[index] = stamps.loc[index].dt.tz_convert(str(tz)).dt.date
     return out
