@@ -3,9 +3,11 @@
     spark-submit spark_jobs/transform_bars.py --start 2026-01-02 --end 2026-01-03 --interval 1d \
         --source synthetic
 
-For the sessions in [start, end):
+For the sessions in [start, end), split by symbol over the cores (one Python worker each,
+`mapInPandas`; Spark keeps the Iceberg reads and commits):
 
-1. reads the raw CSV objects (every column as text, so nothing is silently NULLed);
+1. reads each symbol's raw CSV objects from S3 (every column as text, so nothing is silently
+   NULLed; spark_jobs/raw_bars.py);
 2. enforces the schema; rows with a null key, an unparsable value, a negative price or volume,
    or high < low (or open/close outside [low, high]) go to `processed/quarantine/...` with the
    reason, and nowhere else;
@@ -340,7 +342,9 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
                      F.when(F.col("is_return_anomaly"), F.lit("return_zscore")),
                      F.when(F.col("is_volume_spike"), F.lit("volume_spike"))), lambda k: k.isNotNull())))
                  .withColumn("interval", F.lit(interval))
-                 .select(*ANOMALIES.column_names))
+                 .select(*ANOMALIES.column_names)
+                 # a few rows a day: one task writes them, one file per day rather than one per core
+                 .coalesce(1))
     with _timed(timings, "iceberg_anomalies"):
         # ... and their anomalies.
         interval_scope = f"`interval` = '{interval}' AND {_scope(args)}"

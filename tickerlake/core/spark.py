@@ -79,6 +79,15 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         "spark.hadoop.fs.s3a.access.key": s3.access_key_id,
         "spark.hadoop.fs.s3a.secret.key": s3.secret_access_key.get_secret_value(),
+        # Per object written, S3A 3.3.1 deletes the parent "directory" markers (a request per file,
+        # every Iceberg data file included) and buffers the upload on local disk first. Markers
+        # kept (every reader here is S3A 3.3.1, pyarrow or boto3: marker-aware or listing-free)
+        # and buffers in memory: measured at 1M minute bars, the partitioned append 6.0-6.9 s ->
+        # 5.1 s (5.5-5.7 s with the markers kept alone). S3A 3.3.1 then warns once in a while
+        # "Closing output stream statistics while data is still marked as pending upload" (with
+        # either buffer): its statistics, not the data (the commit's counts match).
+        "spark.hadoop.fs.s3a.directory.marker.retention": "keep",
+        "spark.hadoop.fs.s3a.fast.upload.buffer": "bytebuffer",
         # S3 has no rename: the v2 committer moves each task's files once, not twice.
         "spark.hadoop.mapreduce.fileoutputcommitter.algorithm.version": "2",
         # Parquet/Iceberg committers write many small objects; fail fast on a dead endpoint.
