@@ -32,7 +32,9 @@ import contextlib
 import json
 import re
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 from spark_jobs.raw_bars import NUMBERS
@@ -126,8 +128,6 @@ def symbol_outputs(batches, interval: str, start: date, end: date):
     """mapInPandas: for each symbol of the partition, read its raw objects from S3, check them
     (spark_jobs/raw_bars.py), drop duplicates, prepend its lookback bars and compute the
     indicators (spark_jobs/indicators.py); yield its bars and the rows it set aside."""
-    from concurrent.futures import ThreadPoolExecutor
-
     import pandas as pd
 
     from tickerlake.core.clients import s3_client
@@ -227,6 +227,20 @@ def balanced_parts(spark, objects: dict[str, int]) -> dict[str, int]:
     return parts
 
 
+def _import_worker_modules(batches):
+    from spark_jobs import indicators, raw_bars  # noqa: F401
+    from tickerlake.core import clients  # noqa: F401
+
+    yield from batches
+
+
+def start_python_workers(spark) -> None:
+    """One trivial task per core through the same Python path as the per-symbol step: Spark keeps
+    its Python workers for the next tasks, with these modules imported."""
+    cores = spark.sparkContext.defaultParallelism
+    spark.range(0, cores, numPartitions=cores).mapInPandas(_import_worker_modules, "id BIGINT").collect()
+
+
 def ensure_tables(spark, interval: str) -> tuple[str, str]:
     from tickerlake.core.iceberg import create_declared_table, ensure_namespaces
 
@@ -264,7 +278,7 @@ def _timed(timings: dict, stage: str):
 def run(spark, args: argparse.Namespace, settings=None) -> dict:
     from functools import partial
 
-    from pyspark.sql import Window
+    from pyspark.sql import Row, Window
     from pyspark.sql import functions as F
 
     from tickerlake.core.clients import s3_client
@@ -272,12 +286,19 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
     settings = settings or get_settings()
     interval = BarInterval(args.interval).value
     s3 = s3_client(settings.s3)
-    bars_table, anomalies_table = ensure_tables(spark, interval)
+    # The Python workers start (a fork, pandas, pyarrow, these modules: 2-3 s) while the driver
+    # creates the tables and lists the raw objects, instead of after.
+    warm = threading.Thread(target=start_python_workers, args=(spark,), daemon=True)
+    warm.start()
+    timings: dict[str, float] = {}
+    with ThreadPoolExecutor(1) as pool:  # the listing (S3) while the JVM creates the tables (catalog)
+        listing = pool.submit(raw_objects, s3, interval, args.source, args.start, args.end)
+        with _timed(timings, "tables"):
+            bars_table, anomalies_table = ensure_tables(spark, interval)
     days = [args.start + timedelta(days=i) for i in range((args.end - args.start).days)]
 
-    timings: dict[str, float] = {}
-    with _timed(timings, "list_raw"):
-        objects = raw_objects(s3, interval, args.source, args.start, args.end)
+    with _timed(timings, "list_raw"):  # what is left of the listing, and the symbols' spread
+        objects = listing.result()
         if not objects:
             raise TransformError(f"no raw objects for source={args.source} interval={interval} "
                                  f"in {args.start}..{args.end} (run the backfill first)")
@@ -301,25 +322,30 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
     outputs = (work.unionByName(history).repartition(len(set(parts.values())), "part")
                .mapInPandas(partial(symbol_outputs, interval=interval, start=args.start, end=args.end),
                             schema=output_schema()))
+    warm.join()
     with _timed(timings, "read_check_indicators"):
         # A checkpoint: the per-symbol step (S3 reads, checks, indicators) runs once, and the
         # quarantine, repairs, bars and anomalies below are read from it.
         result = outputs.localCheckpoint(eager=True)
-        counts = {row.kind: (row.n, row.total) for row in result.groupBy("kind").agg(
-            F.count(F.lit(1)).alias("n"), F.sum("volume").alias("total")).collect()}
-    rows = counts.get("bar", (0, 0))[0]
-    duplicates = int(counts.get("duplicates", (0, 0))[1] or 0)
+        # per kind: rows, the duplicates' count (in `volume`) and the bars' anomalies
+        counts = {row.kind: row for row in result.groupBy("kind").agg(
+            F.count(F.lit(1)).alias("n"), F.sum("volume").alias("volume"),
+            F.sum(F.col("is_return_anomaly").cast("int") + F.col("is_volume_spike").cast("int")).alias("anomalies"),
+        ).collect()}
+    none = Row(n=0, volume=0, anomalies=0)
+    rows, anomaly_count = counts.get("bar", none).n, int(counts.get("bar", none).anomalies or 0)
+    duplicates = int(counts.get("duplicates", none).volume or 0)
 
     # Quarantine: every raw column as text, the reason and the file it came from, filed under a
     # session of the interval; a month object's rows of other sessions are not this run's.
     with _timed(timings, "quarantine"):
-        bad_count = counts.get("quarantine", (0, 0))[0]
+        bad_count = counts.get("quarantine", none).n
         bad = (result.where(F.col("kind") == "quarantine")
                .select(F.from_json("aside", aside_schema("reason")).alias("a"), "date")
                .select("a.*", "date").withColumn("quarantined_for", F.lit(f"{args.start}..{args.end}")))
         replace_partitions(bad if bad_count else None, Bucket.PROCESSED, quarantine_prefix(interval), days, s3)
     with _timed(timings, "repairs"):
-        repaired_count = counts.get("repair", (0, 0))[0]
+        repaired_count = counts.get("repair", none).n
         repaired = (result.where(F.col("kind") == "repair")
                     .select(F.from_json("aside", aside_schema("repair")).alias("a"), "date")
                     .select("a.*", "date").withColumn("repaired_for", F.lit(f"{args.start}..{args.end}")))
@@ -356,7 +382,7 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
         "interval": interval, "source": args.source, "start": args.start.isoformat(),
         "end": args.end.isoformat(), "raw_files": len(objects), "rows": rows,
         "quarantined": bad_count, "repaired": repaired_count, "duplicates_dropped": duplicates,
-        "anomalies": anomalies.count(), "iceberg_upserted": bars_merge.upserted,
+        "anomalies": anomaly_count, "iceberg_upserted": bars_merge.upserted,
         "iceberg_deleted": bars_merge.deleted, "anomalies_upserted": anomalies_merge.upserted,
         "bars_table": bars_table, "anomalies_table": anomalies_table,
         "bars_snapshot": bars_snapshot,
