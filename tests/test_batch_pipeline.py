@@ -265,3 +265,23 @@ def test_the_processed_tables_get_small_parquet_dictionaries_once_also_on_an_old
     versions = metadata_versions()
     transform_bars.ensure_tables(spark, "1d")
     assert metadata_versions() == versions  # already set: no commit
+
+
+def test_symbols_are_spread_over_the_cores_by_their_bytes_one_partition_each(spark):
+    from pyspark.sql import functions as F
+
+    sizes = {"BIG": 900, "MID": 500, "SMALL1": 300, "SMALL2": 200, "TINY": 100}
+    objects = {f"ohlcv/interval=1m/source=s/symbol={symbol}/month=2026-0{m}/bars.csv": size // 2
+               for symbol, size in sizes.items() for m in (1, 2)}
+    parts = transform_bars.balanced_parts(spark, objects)
+    cores = spark.sparkContext.defaultParallelism
+    assert set(parts) == set(sizes) and len(set(parts.values())) == min(cores, len(sizes))
+    placed = (spark.createDataFrame(list(parts.items()), "symbol STRING, part BIGINT")
+              .repartition(len(set(parts.values())), "part")
+              .select("symbol", "part", F.spark_partition_id().alias("partition")).collect())
+    # Spark's hash partitioning puts each part value in a partition of its own
+    assert len({row.partition for row in placed}) == len({row.part for row in placed})
+    load: dict[int, int] = {}
+    for symbol, part in parts.items():
+        load[part] = load.get(part, 0) + sizes[symbol]
+    assert max(load.values()) - min(load.values()) <= max(sizes.values())  # largest first, to the least loaded
