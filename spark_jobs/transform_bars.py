@@ -157,7 +157,8 @@ def one_symbol(symbol: str, objects, history, interval: str, start: date, end: d
     from spark_jobs import indicators, raw_bars
 
     first, last = (start - EPOCH_DAY).days, (end - EPOCH_DAY).days
-    good, aside = [], []
+    good: list = []
+    aside: list[tuple[str, str | None, int]] = []  # (kind, the row as JSON, its session)
     for key, body in objects:
         text = raw_bars.read_object(body)
         checked = raw_bars.check(text, key, symbol)
@@ -173,7 +174,7 @@ def one_symbol(symbol: str, objects, history, interval: str, start: date, end: d
                                        (repaired, "repair", "repair", day)):
             for i in np.flatnonzero(mask):
                 record = {c: text[c][int(i)].as_py() for c in OHLCV_COLUMNS}
-                record.update({note: checked[note].iat[i], "source_file": source_file})
+                record.update({note: checked[note].iat[int(i)], "source_file": source_file})
                 aside.append((kind, json.dumps(record), when[i]))
         kept = checked[ours].drop(columns=["reason", "repair", "filed", "span_first"])
         good.append(kept.assign(source_file=source_file))
@@ -199,7 +200,7 @@ def one_symbol(symbol: str, objects, history, interval: str, start: date, end: d
         frame["kind"] = [kind for kind, _, _ in aside]
         frame["aside"] = [record for _, record, _ in aside]
         frame["date"] = pd.to_datetime([day for _, _, day in aside], unit="D")
-        frame["volume"] = np.where(frame["kind"] == "duplicates", duplicates, None)
+        frame["volume"] = [duplicates if kind == "duplicates" else None for kind, _, _ in aside]
         yield frame
 
 
