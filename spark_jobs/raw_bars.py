@@ -48,7 +48,6 @@ _BLANK = "".join(map(chr, range(33)))  # what a skipped line may hold: white spa
 _NUMBER = re.compile(r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)", re.IGNORECASE)
 _SPAN = re.compile(RAW_SPAN_PATTERN)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US_PER_DAY = 86_400_000_000
 # Sessions outside these years are on no raw object's date (the calendars start in 1980): their
 # rows fail the session rule without a time-zone conversion pandas cannot do (nanoseconds).
 _SANE = (np.datetime64("1900-01-01", "us").astype(np.int64), np.datetime64("2200-01-01", "us").astype(np.int64))
@@ -199,7 +198,7 @@ def check(rows: pa.Table, key: str, symbol: str) -> pd.DataFrame:
         top, bottom = np.maximum(o, c), np.minimum(o, c)
         rule((top - h > OHLC_REPAIR_TOLERANCE * h) | (low - bottom > OHLC_REPAIR_TOLERANCE * low),
              f"open/close outside [low, high] by more than {OHLC_REPAIR_TOLERANCE:.0%}")
-        valid = unset
+        valid = unset.copy()  # no rule after this one
         # Kept, repaired: open or close slightly outside [low, high] (vendors' rounding, an
         # auction print). Dropping the bar would leave a hole that shifts every indicator after
         # it; the range is widened instead and the repair is recorded with the original values.
