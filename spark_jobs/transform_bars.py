@@ -214,8 +214,7 @@ def balanced_parts(spark, objects: dict[str, int]) -> dict[str, int]:
 
     sizes: dict[str, int] = {}
     for key, size in objects.items():
-        symbol = symbols_of([key])[0]
-        sizes[symbol] = sizes.get(symbol, 0) + size
+        sizes[symbol_of(key)] = sizes.get(symbol_of(key), 0) + size
     n = max(1, min(len(sizes), spark.sparkContext.defaultParallelism))
     value_of: dict[int, int] = {}
     for row in spark.range(64 * n).select("id", F.expr(f"pmod(hash(id), {n})").alias("p")).collect():
@@ -309,7 +308,7 @@ def run(spark, args: argparse.Namespace, settings=None) -> dict:
     # What each partition works on: its symbols' raw objects, and their lookback (each symbol's
     # last bars before the interval, from the processed table).
     part_of = spark.createDataFrame(list(parts.items()), "symbol STRING, part BIGINT")
-    to_read = spark.createDataFrame([(symbols_of([key])[0], key) for key in objects], "symbol STRING, key STRING")
+    to_read = spark.createDataFrame([(symbol_of(key), key) for key in objects], "symbol STRING, key STRING")
     history = (spark.table(bars_table).where(F.col("date") < F.lit(args.start))
                .join(F.broadcast(part_of), "symbol")
                .withColumn("_r", F.row_number().over(Window.partitionBy("symbol")
@@ -417,9 +416,17 @@ def _symbol_in(symbols: list[str]) -> str:
     return f"symbol IN ({', '.join(map(_sql_text, symbols))})" if symbols else "FALSE"
 
 
+def symbol_of(key: str) -> str:
+    """The symbol of a raw object (`.../symbol=AAPL/...`)."""
+    match = RAW_SYMBOL_IN_KEY.search(key)
+    if match is None:
+        raise TransformError(f"{key}: not a raw OHLCV object (no symbol= in the key)")
+    return match[1]
+
+
 def symbols_of(paths: list[str]) -> list[str]:
-    """The symbols whose raw objects the run read (`.../symbol=AAPL/...`)."""
-    return sorted({match[1] for path in paths if (match := RAW_SYMBOL_IN_KEY.search(path))})
+    """The symbols whose raw objects the run read."""
+    return sorted({symbol_of(path) for path in paths})
 
 
 @one_line_errors

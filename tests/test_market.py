@@ -34,7 +34,6 @@ def test_the_setting_names_the_exchange_of_a_symbol_without_a_suffix(monkeypatch
     try:
         assert exchange_of("SAP").mic == "XETR" and exchange_of("VOD").mic == "XLON"
         assert exchange_of("FDAX=F").mic == "XETR"  # a symbol with "=" in it
-        assert "WHEN symbol = 'SAP' THEN 'Europe/Berlin'" in market.spark_session_tz()
     finally:
         monkeypatch.delenv("TICKERLAKE_MARKET_SYMBOL_EXCHANGES")
         market.symbol_exchange_overrides.cache_clear()

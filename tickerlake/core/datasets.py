@@ -112,9 +112,6 @@ OHLCV = Dataset(
     keys=("symbol", "timestamp"),
 )
 OHLCV_COLUMNS = OHLCV.column_names
-# Every raw column read as text first, so that an unparsable value is quarantined with its reason
-# instead of silently becoming NULL.
-OHLCV_RAW_DDL = OHLCV.spark_ddl(as_text=True)
 
 # Indicator columns the transform adds, in output order (spark_jobs/indicators.py).
 INDICATORS = (

@@ -111,16 +111,6 @@ def session_dates(timestamps: "pd.Series", symbols: "pd.Series") -> "pd.Series":
     return out
 
 
-def spark_session_tz(symbol_column: str = "symbol") -> str:
-    """A Spark SQL expression for each row's exchange time zone (suffixes, then the setting)."""
-    cases = [f"WHEN {symbol_column} = '{symbol}' THEN '{EXCHANGES[mic].tz}'"
-             for symbol, mic in sorted(symbol_exchange_overrides().items())]
-    cases += [f"WHEN {symbol_column} LIKE '%{suffix}' THEN '{EXCHANGES[mic].tz}'"
-              for suffix, mic in sorted(SUFFIX_EXCHANGES.items())
-              if EXCHANGES[mic].tz != EXCHANGE_TZ]
-    return f"CASE {' '.join(cases)} ELSE '{EXCHANGE_TZ}' END" if cases else f"'{EXCHANGE_TZ}'"
-
-
 @functools.lru_cache(maxsize=16)
 def first_day(mic: str = EXCHANGE) -> date:
     """The first day the exchange's calendar covers here: HISTORY_START, or the calendar's own
