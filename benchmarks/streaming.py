@@ -88,11 +88,8 @@ def _send_worker(tag: str, worker: int, count: int | None, rate: float | None, s
     stream = records(count, tag, worker)
     if rate:
         stream = paced(stream, rate, seconds)
-    producer = kafka_producer(get_settings().kafka, linger_ms=20, batch_size=512 * 1024)
-    try:
-        return send(stream, producer)
-    finally:
-        producer.close()
+    producer = kafka_producer(get_settings().kafka, {"linger.ms": 20, "batch.size": 512 * 1024})
+    return send(stream, producer)
 
 
 def publish(tag: str, count: int | None = None, rate: float | None = None, seconds: float | None = None,

@@ -4,8 +4,8 @@
     python -m ingestion.producer --mode replay --tape ticks.parquet --speed 10
 
 Keyed by symbol, so a symbol's events stay ordered in one partition; each event has a unique
-`event_id` (the streaming job's dedup key). The producer is idempotent (acks=all,
-enable_idempotence) and counts every delivery failure: `publish` raises at the end if any
+`event_id` (the streaming job's dedup key). The producer (librdkafka's, through confluent-kafka) is idempotent
+(acks=all, enable.idempotence) and counts every delivery failure: `publish` raises at the end if any
 record was not acknowledged, instead of dropping it silently.
 
 Modes: `synthetic` (seeded, with malformed and late events on request), `replay` (a recorded
@@ -125,18 +125,28 @@ def paced(records: Iterable[Record], rate: float, duration: float | None,
         yield record
 
 
-def publish(records: Iterable[Record], producer, topic: str = Topic.TICKS.value) -> int:
+def publish(records: Iterable[Record], producer, topic: str = Topic.TICKS.value,
+            flush_seconds: float = 60.0) -> int:
     """Send every record, wait for every acknowledgement; raise DeliveryFailed if any failed."""
     failures: list[str] = []
     sent = 0
 
-    def failed(exc):
-        failures.append(f"{type(exc).__name__}: {exc}")
+    def delivered(error, _message) -> None:
+        if error is not None:
+            failures.append(f"{error.name()}: {error.str()}")
 
     for key, value in records:
-        producer.send(topic, key=key, value=value).add_errback(failed)
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, on_delivery=delivered)
+                break
+            except BufferError:  # the local queue is full: wait for deliveries to drain it
+                producer.poll(0.05)
+        producer.poll(0)  # serve the delivery callbacks of what was acknowledged meanwhile
         sent += 1
-    producer.flush(timeout=60)
+    unacknowledged = producer.flush(flush_seconds)
+    if unacknowledged:
+        failures.append(f"{unacknowledged} not acknowledged within {flush_seconds:g} s")
     if failures:
         raise DeliveryFailed(f"{len(failures)} of {sent} records to {topic} were not delivered; "
                              f"first: {failures[0]}")
@@ -211,10 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         waited = wait_for_ready_job(get_settings(), args.start_when_ready)
         print(f"stream job ready after {waited}s of waiting" if waited is not None
               else "the stream job did not report ready; sending anyway", flush=True)
-    try:
-        sent = publish(records, producer)
-    finally:
-        producer.close()
+    sent = publish(records, producer)
     print(f"published {sent} events to {Topic.TICKS.value}")
     return 0
 

@@ -54,9 +54,8 @@ def test_kafka_produce_consume_round_trip(stack, settings):
     producer = kafka_producer(settings.kafka)
     sent = [(f"SYM{i % 4}".encode(), f"event-{i}".encode()) for i in range(40)]
     for key, value in sent:
-        producer.send(topic, key=key, value=value)
-    producer.flush(timeout=10)
-    producer.close()
+        producer.produce(topic, key=key, value=value)
+    assert producer.flush(10) == 0, "not every message was acknowledged"
 
     consumer = kafka_consumer(settings.kafka, topic, group_id="test-roundtrip", consumer_timeout_ms=5000)
     received = [(m.key, m.value, m.partition) for m in consumer]

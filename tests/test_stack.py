@@ -81,8 +81,8 @@ def test_data_survives_down_and_up(stack):
         s3 = s3_client(settings.s3)
         s3.put_object(Bucket="raw", Key="survival/probe.txt", Body=b"kept")
         producer = kafka_producer(settings.kafka)
-        producer.send("survival-probe", key=b"k", value=b"kept").get(timeout=10)
-        producer.close()
+        producer.produce("survival-probe", key=b"k", value=b"kept")
+        assert producer.flush(10) == 0, "the probe message was not acknowledged"
         with pg_connect(settings.pg) as conn:
             conn.execute("create table if not exists public.survival_probe (v text)")
             conn.execute("insert into public.survival_probe values ('kept')")

@@ -30,7 +30,6 @@ def produce(settings, count: int, resend_every: int = 0, **options) -> list[dict
         records += records[::resend_every]
     producer = kafka_producer(settings.kafka)
     publish(records, producer)
-    producer.close()
     out = []
     for _, value in records:
         try:
@@ -83,7 +82,6 @@ def caught_up(stack, settings):
     producer = kafka_producer(settings.kafka)
     publish([record for _, record in bad], producer)  # one key: one partition, offsets in order
     publish([(e["symbol"].encode(), json.dumps(e).encode()) for e in good + good[:50]], producer)
-    producer.close()
 
     job = stream("--available-now", max_offsets=5000)
     out, _ = job.communicate(timeout=900)

@@ -11,7 +11,8 @@ from tickerlake.core.settings import KafkaSettings, PostgresSettings, S3Settings
 
 if TYPE_CHECKING:
     import psycopg
-    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from confluent_kafka import Producer
+    from kafka import KafkaAdminClient, KafkaConsumer
     from mypy_boto3_s3 import S3Client
 
 
@@ -41,19 +42,20 @@ def kafka_admin(kafka: KafkaSettings) -> "KafkaAdminClient":
                             request_timeout_ms=10_000)
 
 
-def kafka_producer(kafka: KafkaSettings, **overrides: Any) -> "KafkaProducer":
-    """An idempotent producer: acks=all, so a retried send is never written twice."""
-    from kafka import KafkaProducer
+def kafka_producer(kafka: KafkaSettings, overrides: dict[str, Any] | None = None) -> "Producer":
+    """An idempotent producer (acks=all: a retried send is never written twice), librdkafka's
+    through confluent-kafka: every tick goes through it, and kafka-python's pure-Python producer
+    cost 8x the CPU per event (docs/streaming.md). `overrides` are librdkafka settings."""
+    from confluent_kafka import Producer
 
     options: dict[str, Any] = {
-        "bootstrap_servers": kafka.bootstrap_servers,
-        "client_id": "tickerlake-producer",
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "client.id": "tickerlake-producer",
         "acks": "all",
-        "enable_idempotence": True,
-        "linger_ms": 5,
-        "retries": 10,
+        "enable.idempotence": True,
+        "linger.ms": 5,
     }
-    return KafkaProducer(**{**options, **overrides})
+    return Producer({**options, **(overrides or {})})
 
 
 def kafka_consumer(kafka: KafkaSettings, *topics: str, group_id: str | None,

@@ -59,14 +59,19 @@ def probe(rate: int, seconds: float, bare_sigterm: bool = False) -> Outcome:
             acked: list[tuple[int, int, float]] = []
             sending = threading.Event()
             sending.set()
-            producer = kafka_producer(settings.kafka, retries=100, request_timeout_ms=3000,
-                                      reconnect_backoff_ms=100)
+            producer = kafka_producer(settings.kafka, {"request.timeout.ms": 3000, "reconnect.backoff.ms": 100})
+
+            def delivered(n: int):
+                def callback(error, message) -> None:
+                    if error is None:
+                        acked.append((n, message.offset(), time.time()))
+                return callback
 
             def send() -> None:
                 number = 0
                 while sending.is_set():
-                    future = producer.send(TOPIC, str(number).encode())
-                    future.add_callback(lambda md, n=number: acked.append((n, md.offset, time.time())))
+                    producer.produce(TOPIC, str(number).encode(), on_delivery=delivered(number))
+                    producer.poll(0)
                     number += 1
                     time.sleep(1 / rate)
 
@@ -82,7 +87,6 @@ def probe(rate: int, seconds: float, bare_sigterm: bool = False) -> Outcome:
             sending.clear()
             sender.join()
             producer.flush(30)
-            producer.close()
             consumer = kafka_consumer(settings.kafka, TOPIC, group_id=None, auto_offset_reset="earliest",
                                       consumer_timeout_ms=5000)
             kept = {int(m.value) for m in consumer}

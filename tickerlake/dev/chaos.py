@@ -157,8 +157,8 @@ class Producer(threading.Thread):
         from tickerlake.core.clients import kafka_producer
 
         # short timeouts: a send during a broker restart fails fast and is retried by us
-        return kafka_producer(self.settings.kafka, request_timeout_ms=5000, delivery_timeout_ms=15000,
-                              max_block_ms=5000, reconnect_backoff_max_ms=1000)
+        return kafka_producer(self.settings.kafka, {"request.timeout.ms": 5000, "message.timeout.ms": 15000,
+                                                    "reconnect.backoff.max.ms": 1000})
 
     def run(self) -> None:
         from tickerlake.core.names import Topic
@@ -180,26 +180,32 @@ class Producer(threading.Thread):
                 n += max(0, due)
             for key, value in batch:
                 try:
-                    future = producer.send(Topic.TICKS.value, key=key, value=value)
-                except Exception:  # noqa: BLE001 - buffer full or no metadata: again later
+                    producer.produce(Topic.TICKS.value, key=key, value=value,
+                                     on_delivery=lambda error, _m, k=key, v=value: self._delivered(error, k, v))
+                except BufferError:  # the local queue is full: again later
                     with self._lock:
                         self.retry.append((key, value))
                     continue
                 with self._lock:
                     self.in_flight += 1
-                future.add_callback(self._acked, value).add_errback(self._failed, key, value)
-            time.sleep(0.05)
+            producer.poll(0.05)  # serves the delivery callbacks
         if producer is not None:
-            producer.close(timeout=10)
+            producer.flush(10)
 
-    def _acked(self, value: bytes, _metadata) -> None:
+    def _delivered(self, error, key: bytes, value: bytes) -> None:
+        if error is not None:
+            self._failed(key, value)
+        else:
+            self._acked(value)
+
+    def _acked(self, value: bytes) -> None:
         event = json.loads(value)
         with self._lock:
             self.acked[event["event_id"]] = event
             self.acked_at[event["event_id"]] = time.monotonic()
             self.in_flight -= 1
 
-    def _failed(self, key: bytes, value: bytes, _exc) -> None:
+    def _failed(self, key: bytes, value: bytes) -> None:
         with self._lock:
             self.retry.append((key, value))
             self.in_flight -= 1
