@@ -201,6 +201,17 @@ def stage_means(batches: list[list]) -> str:
     return ", ".join(f"{k} {statistics.mean(v):.2f}" for k, v in stages.items())
 
 
+def cycles(batches: list[list]) -> str:
+    """Seconds between consecutive commits (the cycle an event waits through) and in the batches'
+    foreachBatch: where they differ, the time went to Spark's own per-trigger work or the other
+    query."""
+    ends = [b[3] for b in batches]
+    gaps = np.diff(ends) if len(ends) > 1 else np.array([float("nan")])
+    busy = [b[2] for b in batches] or [float("nan")]
+    return (f"commit every {np.mean(gaps):.2f}s (max {np.max(gaps):.2f}s), "
+            f"foreachBatch {np.mean(busy):.2f}s (max {np.max(busy):.2f}s)")
+
+
 def percentiles(values: np.ndarray) -> tuple[float, float, float]:
     if not len(values):
         return (float("nan"),) * 3
@@ -279,7 +290,7 @@ def main() -> int:
                     lag = " LAG GROWS (saturated)" if visible < sent else ""
                     say(f"offered {rate:>7,.0f}/s: sent {sent / elapsed:>7,.0f}/s, visible {visible:,}/{sent:,} "
                         f"in {len(batches)} batches; send-to-commit p50 {p50:.2f}s p95 {p95:.2f}s p99 {p99:.2f}s"
-                        f"{lag}; stages {stage_means(batches)}   cpu {_shares(shares)}")
+                        f"{lag}; {cycles(batches)}; stages {stage_means(batches)}   cpu {_shares(shares)}")
 
             if "soak" in phases:
                 before, first = total_ticks(catalog), last_batch(s3)
