@@ -85,7 +85,7 @@ test: setup  ## run the test suite (starts and stops its own private stack)
 	$(PY) -m pytest
 
 chaos: setup  ## faults under a running stream and the batch tasks, on a private stack; prints what each cost
-	$(PY) -m tickerlake.dev.chaos --profile full $(if $(SEED),--seed $(SEED))
+	$(PY) -m tickerlake.dev.chaos --profile $(or $(PROFILE),full) $(if $(SEED),--seed $(SEED))
 
 broker-durability: setup  ## does the local broker keep what it acknowledged across a clean stop? (exit 1: it did not)
 	$(PY) -m tickerlake.dev.broker_durability

@@ -1,6 +1,6 @@
 """`make chaos`: faults under a running stream, on a private stack; what each cost, in a table.
 
-    python -m tickerlake.dev.chaos [--profile ci|full] [--seed N]
+    python -m tickerlake.dev.chaos [--profile ci|full|kills] [--seed N]
 
 On a stack of its own (free ports, a temporary state directory, stopped by PID at the end) it
 runs the streaming lane as production does: a producer publishing synthetic ticks at a steady
@@ -12,7 +12,8 @@ job commits new batches again: that is the fault's recovery time.
 
 The end state is judged against what a clean run writes, which here is fixed by the input: every
 event the broker acknowledged is in `realtime.ticks` exactly once with the values it was sent with,
-nothing is quarantined, and the 1-minute bars equal a batch recompute from the ticks
+the quarantine holds exactly the malformed and the too-late ones (none, but in the `kills`
+profile), and the 1-minute bars equal a batch recompute from the ticks
 (spark_jobs/compare_bars.py). The `full` profile then SIGKILLs the batch tasks (backfill,
 transform, warehouse load) and compares their tables with a clean run's (tickerlake.dev.chaos_batch).
 
@@ -33,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from tickerlake.core.errors import one_line_errors
@@ -61,6 +63,9 @@ class Profile:
     rate: float
     batch: bool
     recover_timeout: float = 240.0
+    events: int = 0  # the producer goes on after the faults until this many are acknowledged
+    malformed_every: int = 0  # every n-th event malformed (ingestion.producer.SyntheticTicks)
+    late_every: int = 0  # every n-th event, once the job has committed, back-dated past the watermark
 
     def stream_faults(self, rng: random.Random) -> list[Fault]:
         faults = [Fault.RESTART_KAFKA, Fault.RESTART_S3, Fault.RESTART_POSTGRES] * self.restarts
@@ -73,6 +78,10 @@ PROFILES = {
     # the suite's variant: each service restarted once, the stream killed three times
     "ci": Profile("ci", restarts=1, stream_kills=3, rate=150.0, batch=False),
     "full": Profile("full", restarts=2, stream_kills=5, rate=300.0, batch=True),
+    # exactly once under SIGKILLs alone: ten kills in a run of at least 200,000 events, with
+    # malformed and too-late ones, which must be in the quarantine and nowhere else
+    "kills": Profile("kills", restarts=0, stream_kills=10, rate=600.0, batch=False, events=200_000,
+                     malformed_every=97, late_every=89),
 }
 
 # The chaos stack's own settings: 1 s triggers, and a killed job's lease frees after 10 s.
@@ -102,6 +111,9 @@ class Verdict:
     quarantined: int
     bar_differences: int
     resends: int
+    quarantine_expected: int = 0  # the malformed and the too-late events acknowledged
+    quarantine_unexplained: int = 0  # rows that are neither, or twice the same record or event
+    late: int = 0  # events sent too late (after the job's first commits)
     lost_window: tuple[float, float] | None = None  # when the lost events were acknowledged (s since start)
     outcomes: list[Outcome] = field(default_factory=list)
     batch: list[dict] = field(default_factory=list)
@@ -109,7 +121,8 @@ class Verdict:
     @property
     def passed(self) -> bool:
         return (all(o.recovered for o in self.outcomes) and not (self.lost or self.duplicated or self.changed
-                or self.unexpected or self.quarantined or self.bar_differences)
+                or self.unexpected or self.quarantine_unexplained or self.bar_differences)
+                and self.quarantined == self.quarantine_expected
                 and all(row["lost"] == row["duplicated"] == row["changed"] == 0 for row in self.batch))
 
     def table(self) -> str:
@@ -121,7 +134,9 @@ class Verdict:
         lines.append("")
         lines.append(f"stream: {self.acknowledged} events acknowledged by the broker, {self.rows} rows in "
                      f"realtime.ticks: lost {self.lost}, duplicated {self.duplicated}, changed {self.changed}, "
-                     f"never sent {self.unexpected}, quarantined {self.quarantined}; producer re-sends "
+                     f"never sent {self.unexpected}; quarantined {self.quarantined} (expected "
+                     f"{self.quarantine_expected}: malformed, and {self.late} sent too late; unexplained "
+                     f"{self.quarantine_unexplained}); producer re-sends "
                      f"{self.resends}; 1-minute bars differing from a batch recompute: {self.bar_differences}")
         if self.lost_window:
             lines.append(f"the lost events were acknowledged between {self.lost_window[0]:.1f}s and "
@@ -139,12 +154,16 @@ class Producer(threading.Thread):
     A send the broker did not acknowledge (it was restarting) is sent again with the same event id,
     as a real producer's retry would: the job's dedup must make it count once."""
 
-    def __init__(self, settings, rate: float, seed: int) -> None:
+    def __init__(self, settings, rate: float, seed: int, malformed_every: int = 0, late_every: int = 0) -> None:
         super().__init__(name="chaos-producer", daemon=True)
         from ingestion.producer import SyntheticTicks
 
-        self.settings, self.rate = settings, rate
-        self.events = SyntheticTicks(seed=seed).events()
+        self.settings, self.rate, self.late_every = settings, rate, late_every
+        self.events = SyntheticTicks(seed=seed, malformed_every=malformed_every).events()
+        self.generated = 0
+        self.late_ids: set[str] = set()  # back-dated past the watermark before they were sent
+        self.late_from = threading.Event()  # set once the job has committed (a watermark exists)
+        self.malformed_acked = 0  # acknowledged records the job must quarantine as malformed
         self.acked: dict[str, dict] = {}
         self.acked_at: dict[str, float] = {}  # monotonic time of each acknowledgement
         self.resends = 0
@@ -176,7 +195,7 @@ class Producer(threading.Thread):
             self.resends += len(batch)
             if not self.stopping.is_set():
                 due = int((time.monotonic() - started) * self.rate) - n
-                batch += [next(self.events) for _ in range(max(0, due))]
+                batch += [self._next() for _ in range(max(0, due))]
                 n += max(0, due)
             for key, value in batch:
                 try:
@@ -192,6 +211,17 @@ class Producer(threading.Thread):
         if producer is not None:
             producer.flush(10)
 
+    def _next(self) -> tuple[bytes, bytes]:
+        key, value = next(self.events)
+        self.generated += 1
+        if self.late_every and self.late_from.is_set() and self.generated % self.late_every == 0:
+            event = _event(value)
+            if event is not None:  # a well-formed event, an hour older than it is
+                event["event_time"] = (datetime.fromisoformat(event["event_time"]) - timedelta(hours=1)).isoformat()
+                self.late_ids.add(event["event_id"])
+                value = json.dumps(event).encode()
+        return key, value
+
     def _delivered(self, error, key: bytes, value: bytes) -> None:
         if error is not None:
             self._failed(key, value)
@@ -199,7 +229,12 @@ class Producer(threading.Thread):
             self._acked(value)
 
     def _acked(self, value: bytes) -> None:
-        event = json.loads(value)
+        event = _event(value)
+        if event is None:
+            with self._lock:
+                self.malformed_acked += 1
+                self.in_flight -= 1
+            return
         with self._lock:
             self.acked[event["event_id"]] = event
             self.acked_at[event["event_id"]] = time.monotonic()
@@ -215,6 +250,17 @@ class Producer(threading.Thread):
         the thread is a daemon, and what was never acknowledged is not counted as sent)."""
         self.stopping.set()
         self.join(timeout=90)
+
+
+def _event(value: bytes) -> dict | None:
+    """The event a record carries, None for the malformed ones SyntheticTicks makes (not JSON, no
+    price, a price that is not positive): what the job must quarantine as malformed."""
+    try:
+        event = json.loads(value)
+    except ValueError:
+        return None
+    price = event.get("price") if isinstance(event, dict) else None
+    return event if isinstance(price, int | float) and price > 0 else None
 
 
 class Supervision(threading.Thread):
@@ -305,7 +351,8 @@ def stream_chaos(settings, profile: Profile, rng: random.Random, began: float) -
     """Run the stream with the producer and supervision, inject the profile's faults in turn."""
     from tickerlake.streaming.supervisor import STREAM, running
 
-    producer = Producer(settings, profile.rate, seed=rng.randrange(1 << 30))
+    producer = Producer(settings, profile.rate, seed=rng.randrange(1 << 30),
+                        malformed_every=profile.malformed_every, late_every=profile.late_every)
     supervision = Supervision(settings)
     producer.start()
     supervision.start()
@@ -313,6 +360,7 @@ def stream_chaos(settings, profile: Profile, rng: random.Random, began: float) -
     try:
         if not wait_for(lambda: committed_batch(settings) >= 2, profile.recover_timeout):
             raise RuntimeError("the stream job did not commit its first batches")
+        producer.late_from.set()  # the watermark exists from here on: a back-dated event is too late
         for fault in profile.stream_faults(rng):
             time.sleep(rng.uniform(1.0, 5.0))  # anywhere inside a micro-batch
             at = time.monotonic()
@@ -329,6 +377,9 @@ def stream_chaos(settings, profile: Profile, rng: random.Random, began: float) -
                      f"recovered in {seconds:.1f}s" if recovered else "NOT recovered")
             if not recovered:
                 break
+        if not wait_for(lambda: len(producer.acked) + producer.malformed_acked >= profile.events,
+                        timeout=3 * profile.events / profile.rate + 60, every=2.0):
+            raise RuntimeError(f"the producer did not reach {profile.events:,} acknowledged events")
     finally:
         producer.stop()
         supervision.stopping.set()
@@ -360,29 +411,39 @@ def compare_bars() -> int:
 
 
 def judge_stream(settings, producer: Producer, outcomes: list[Outcome], began: float) -> Verdict:
+    from spark_jobs.stream_ticks import LATE
     from tickerlake.core.iceberg import iceberg_catalog
     from tickerlake.core.names import Table
 
     catalog = iceberg_catalog(settings)
     ticks = catalog.load_table(str(Table.TICKS)).scan(
         selected_fields=("event_id", "symbol", "price", "size", "event_time")).to_pandas()
-    quarantined = len(catalog.load_table(str(Table.QUARANTINE_TICKS)).scan(selected_fields=("reason",)).to_arrow())
+    quarantine = catalog.load_table(str(Table.QUARANTINE_TICKS)).scan(
+        selected_fields=("kafka_partition", "kafka_offset", "value", "reason")).to_arrow().to_pylist()
     sent = producer.acked
+    late = producer.late_ids & set(sent)
+    late_quarantined = [(_event((r["value"] or "").encode()) or {}).get("event_id")
+                        for r in quarantine if r["reason"] == LATE]
+    unexplained = (len(quarantine) - len({(r["kafka_partition"], r["kafka_offset"]) for r in quarantine})
+                   + len(late_quarantined) - len(set(late_quarantined))
+                   + sum(1 for i in set(late_quarantined) if i not in late))
+    on_time = set(sent) - late
     ids = set(ticks["event_id"])
     changed = 0
     for row in ticks.drop_duplicates("event_id").itertuples(index=False):
         event = sent.get(str(row.event_id))
         if event is not None and (event["symbol"], event["price"], event["size"]) != (row.symbol, row.price, row.size):
             changed += 1
-    lost = set(sent) - ids
+    lost = on_time - ids
     times = [producer.acked_at[i] - began for i in lost]
     for o in outcomes:  # which fault each lost event belongs to (acknowledged while it lasted)
         o.lost = sum(1 for t in times if o.at <= t <= o.at + (o.seconds or 0.0))
     return Verdict(acknowledged=len(sent), rows=len(ticks), lost=len(lost),
                    lost_window=(min(times), max(times)) if times else None,
-                   duplicated=len(ticks) - len(ids), changed=changed, unexpected=len(ids - set(sent)),
-                   quarantined=quarantined, bar_differences=compare_bars(), resends=producer.resends,
-                   outcomes=outcomes)
+                   duplicated=len(ticks) - len(ids), changed=changed, unexpected=len(ids - on_time),
+                   quarantined=len(quarantine), quarantine_expected=len(late) + producer.malformed_acked,
+                   quarantine_unexplained=unexplained, late=len(late), bar_differences=compare_bars(),
+                   resends=producer.resends, outcomes=outcomes)
 
 
 def run(profile: Profile, seed: int) -> Verdict:
