@@ -114,6 +114,7 @@ class Verdict:
     quarantine_expected: int = 0  # the malformed and the too-late events acknowledged
     quarantine_unexplained: int = 0  # rows that are neither, or twice the same record or event
     late: int = 0  # events sent too late (after the job's first commits)
+    malformed: int = 0  # malformed records acknowledged
     lost_window: tuple[float, float] | None = None  # when the lost events were acknowledged (s since start)
     outcomes: list[Outcome] = field(default_factory=list)
     batch: list[dict] = field(default_factory=list)
@@ -132,10 +133,11 @@ class Verdict:
             lines.append(f"{o.fault.value:<24} {o.at:>6.0f} {'yes' if o.recovered else 'NO':>9} {seconds:>12} "
                          f"{o.lost:>5}  {o.detail}")
         lines.append("")
-        lines.append(f"stream: {self.acknowledged} events acknowledged by the broker, {self.rows} rows in "
+        lines.append(f"stream: {self.acknowledged} events (and {self.malformed} malformed records) acknowledged "
+                     f"by the broker, {self.rows} rows in "
                      f"realtime.ticks: lost {self.lost}, duplicated {self.duplicated}, changed {self.changed}, "
                      f"never sent {self.unexpected}; quarantined {self.quarantined} (expected "
-                     f"{self.quarantine_expected}: malformed, and {self.late} sent too late; unexplained "
+                     f"{self.quarantine_expected}: the malformed, and {self.late} events sent too late; unexplained "
                      f"{self.quarantine_unexplained}); producer re-sends "
                      f"{self.resends}; 1-minute bars differing from a batch recompute: {self.bar_differences}")
         if self.lost_window:
@@ -442,7 +444,8 @@ def judge_stream(settings, producer: Producer, outcomes: list[Outcome], began: f
                    lost_window=(min(times), max(times)) if times else None,
                    duplicated=len(ticks) - len(ids), changed=changed, unexpected=len(ids - on_time),
                    quarantined=len(quarantine), quarantine_expected=len(late) + producer.malformed_acked,
-                   quarantine_unexplained=unexplained, late=len(late), bar_differences=compare_bars(),
+                   quarantine_unexplained=unexplained, late=len(late), malformed=producer.malformed_acked,
+                   bar_differences=compare_bars(),
                    resends=producer.resends, outcomes=outcomes)
 
 
