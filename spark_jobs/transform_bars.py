@@ -214,7 +214,8 @@ def balanced_parts(spark, objects: dict[str, int]) -> dict[str, int]:
 
     sizes: dict[str, int] = {}
     for key, size in objects.items():
-        sizes[symbol_of(key)] = sizes.get(symbol_of(key), 0) + size
+        symbol = symbol_of(key)
+        sizes[symbol] = sizes.get(symbol, 0) + size
     n = max(1, min(len(sizes), spark.sparkContext.defaultParallelism))
     value_of: dict[int, int] = {}
     for row in spark.range(64 * n).select("id", F.expr(f"pmod(hash(id), {n})").alias("p")).collect():
