@@ -77,9 +77,9 @@ def baseline(settings, dataset, s3, objects, limit: int) -> int:
 
     target = dataset.target_columns()
     names = ", ".join(target)
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in target if c not in dataset.keys)
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in target if c not in dataset.unique_keys)
     sql = (f"INSERT INTO warehouse.bench_baseline ({names}) VALUES ({', '.join(['%s'] * len(target))}) "
-           f"ON CONFLICT ({', '.join(dataset.keys)}) DO UPDATE SET {updates}")
+           f"ON CONFLICT ({', '.join(dataset.unique_keys)}) DO UPDATE SET {updates}")
     done = 0
     with pg_connect(settings.pg) as conn:
         conn.execute("DROP TABLE IF EXISTS warehouse.bench_baseline")

@@ -356,6 +356,132 @@ def test_the_loader_writes_but_cannot_change_the_schema_postgres(settings):
             conn.execute("DROP TABLE warehouse.bars_daily")
 
 
+def _pg_only(warehouse):
+    from tickerlake.warehouse.base import Backend
+
+    if warehouse.backend is not Backend.POSTGRES:
+        pytest.skip("month partitions are Postgres's: Snowflake has no table partitions to create")
+
+
+def test_a_month_new_to_the_warehouse_loads_as_one_unit_into_an_attached_indexed_child(warehouse, s3):
+    _pg_only(warehouse)
+    dataset, dates = _lake_with_days(s3)  # three days of January of a year of its own
+    todo = list(list_partitions(s3, dataset).items())
+    assert [len(unit) for unit in warehouse.units(dataset, todo)] == [3]  # the whole month, together
+    load_dataset(warehouse, dataset, s3)
+    child = f"bars_daily_y{dates[0].year}m01"
+    parent, owner = warehouse.query(
+        "SELECT CAST(i.inhparent AS regclass)::text, pg_get_userbyid(c.relowner) FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhrelid = CAST(? AS regclass)", (f"warehouse.{child}",))[0]
+    assert parent == "warehouse.bars_daily" and owner != "loader"  # attached; the owner's, not the loader's
+    indexes = {row[0].split(" USING ")[1] for row in warehouse.query(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'warehouse' AND tablename = ?", (child,))}
+    assert indexes == {"btree (symbol, ts, date)", "btree (date)"}
+    # A later day of the same month goes through the parent, on its own, and upserts by key.
+    later = dates[-1] + timedelta(days=1)
+    _put(s3, dataset, f"date={later}", "part-0.parquet", _bars(dataset, later, ["AAA"]))
+    todo = [(p, o) for p, o in list_partitions(s3, dataset).items() if p == f"date={later}"]
+    assert [len(unit) for unit in warehouse.units(dataset, todo)] == [1]
+    assert load_dataset(warehouse, dataset, s3).partitions_loaded == [f"date={later}"]
+    raise_on_mismatch(check_dataset(warehouse, dataset, s3))
+    assert warehouse.query(f"SELECT COUNT(*) FROM warehouse.{child}") == [(16,)]
+
+
+def test_two_loads_bringing_the_same_new_month_side_by_side_both_land(warehouse, s3, settings):
+    import threading
+
+    from tickerlake.warehouse.postgres import PostgresWarehouse
+
+    _pg_only(warehouse)
+    year = next(_years)
+    datasets = []
+    for k in range(2):
+        dataset = _dataset(Datasets.BARS_DAILY.value)
+        day = date(year, 3, 2 + k)
+        _put(s3, dataset, f"date={day}", "part-0.parquet", _bars(dataset, day, [f"M{k}A", f"M{k}B"]))
+        datasets.append(dataset)
+    barrier, errors = threading.Barrier(2), []
+
+    def load(dataset):
+        with PostgresWarehouse(settings.pg) as own:
+            barrier.wait()
+            try:
+                load_dataset(own, dataset, s3)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted on below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(d,)) for d in datasets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for dataset in datasets:
+        raise_on_mismatch(check_dataset(warehouse, dataset, s3))
+    assert warehouse.query(f"SELECT COUNT(*) FROM warehouse.bars_daily_y{year}m03") == [(4,)]
+
+
+def test_the_loader_can_make_months_only_of_the_partitioned_tables_postgres(settings):
+    import psycopg
+
+    with psycopg.connect(settings.pg.loader_uri().replace("?connect_timeout=5", "")) as conn:
+        with pytest.raises(psycopg.errors.RaiseException, match="not a table partitioned by month"):
+            conn.execute("SELECT warehouse.begin_month('load_ledger', DATE '2026-01-02')")
+        conn.rollback()
+        with pytest.raises(psycopg.errors.RaiseException, match="not a detached month"):
+            conn.execute("SELECT warehouse.attach_month('bars_daily', DATE '1800-01-02')")
+        conn.rollback()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CREATE TABLE warehouse.bars_daily_y1800m01 (LIKE warehouse.bars_daily)")
+
+
+def test_the_datasets_month_partitioning_is_the_ddls_postgres(warehouse):
+    _pg_only(warehouse)
+    partitioned = {row[0] for row in warehouse.query(
+        "SELECT c.relname FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'warehouse'")}
+    for dataset in Datasets.all():
+        assert dataset.month_partitioned == (dataset.target in partitioned), dataset.name
+
+
+def test_a_warehouse_from_before_the_month_partitions_is_migrated_and_reloads_postgres(settings):
+    """`python -m minio_init --only warehouse` on a warehouse whose bars_daily is a plain table:
+    the table goes (the lake is the system of record), with its loads, and comes back partitioned."""
+    from psycopg import sql
+
+    from minio_init.warehouse import apply_sql
+    from tickerlake.core.clients import pg_connect
+
+    scratch = f"migration_{uuid.uuid4().hex[:8]}"
+    with pg_connect(settings.pg, dbname="postgres", autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(scratch)))
+    pg = settings.pg.model_copy(update={"database": scratch})
+    try:
+        apply_sql(pg)
+        with pg_connect(pg) as conn:  # as an earlier version left it
+            conn.execute("DROP TABLE warehouse.bars_daily CASCADE")
+            conn.execute("CREATE TABLE warehouse.bars_daily (symbol text, ts timestamptz, date date, "
+                         "PRIMARY KEY (symbol, ts))")
+            for dataset, target in (("bars_daily", "bars_daily"), ("ticks", "ticks")):
+                conn.execute("INSERT INTO warehouse.load_ledger (dataset, lake_partition, bucket, object_key, etag, "
+                             "row_count, target) VALUES (%s, 'date=2026-01-02', 'processed', %s, 'e', 1, %s)",
+                             (dataset, f"{dataset}/x.parquet", target))
+                conn.execute("INSERT INTO warehouse.load_state (dataset, snapshot_id) VALUES (%s, 1)", (dataset,))
+        apply_sql(pg)
+        with pg_connect(pg) as conn:
+            assert conn.execute("SELECT relkind FROM pg_class WHERE oid = 'warehouse.bars_daily'::regclass"
+                                ).fetchone() == ("p",)
+            assert conn.execute("SELECT dataset FROM warehouse.load_ledger").fetchall() == [("ticks",)]
+            assert conn.execute("SELECT dataset FROM warehouse.load_state").fetchall() == [("ticks",)]
+            conn.execute("SELECT * FROM warehouse.v_indicator_snapshot LIMIT 1")  # the views came back
+        apply_sql(pg)  # and again: nothing left to migrate, nothing lost
+        with pg_connect(pg) as conn:
+            assert conn.execute("SELECT dataset FROM warehouse.load_ledger").fetchall() == [("ticks",)]
+    finally:
+        with pg_connect(settings.pg, dbname="postgres", autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(scratch)))
+
+
 def test_external_stage_copies_name_at_most_a_thousand_files_each():
     from tickerlake.core.settings import SnowflakeSettings, StageKind
     from tickerlake.warehouse.snowflake import copy_statements

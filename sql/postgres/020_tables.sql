@@ -1,6 +1,36 @@
 -- The warehouse's tables. One logical model, also in sql/snowflake/010_tables.sql; the columns
 -- each load writes are listed in tickerlake/warehouse/datasets.py (a test checks they agree).
 -- `date` is the exchange-calendar session date of the lake partition a row came from.
+--
+-- The two bar tables are partitioned by month of `date` (children warehouse.bars_daily_y2026m01,
+-- ...): a load creates a month it has not seen without indexes, COPYs the month's rows, builds
+-- the indexes once and attaches it (025_month_partitions.sql), instead of maintaining the indexes
+-- row by row. A partitioned table's unique keys must include `date`; `date` follows from `ts`,
+-- so the key means what it did.
+
+-- Warehouses created before the bar tables were partitioned: their plain table is dropped with
+-- the views over it (030 recreates the views) and its loads are forgotten, so the next load
+-- reloads it from the lake, the system of record. Idempotent: a partitioned table is left alone.
+DO $$
+DECLARE
+    name text;
+BEGIN
+    FOREACH name IN ARRAY ARRAY['bars_daily', 'bars_intraday'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = 'warehouse' AND c.relname = name AND c.relkind = 'r') THEN
+            EXECUTE format('DROP TABLE warehouse.%I CASCADE', name);
+            IF to_regclass('warehouse.load_ledger') IS NOT NULL THEN
+                IF to_regclass('warehouse.load_state') IS NOT NULL THEN
+                    DELETE FROM warehouse.load_state WHERE dataset IN
+                        (SELECT dataset FROM warehouse.load_ledger WHERE target = name);
+                END IF;
+                DELETE FROM warehouse.load_ledger WHERE target = name;
+            END IF;
+            RAISE NOTICE 'warehouse.% is now partitioned by month: the next load reloads it', name;
+        END IF;
+    END LOOP;
+END
+$$;
 
 -- Daily bars with their indicators and anomaly flags (lake: the Iceberg table processed.bars_1d).
 CREATE TABLE IF NOT EXISTS warehouse.bars_daily (
@@ -36,8 +66,8 @@ CREATE TABLE IF NOT EXISTS warehouse.bars_daily (
     volume_ratio       double precision,
     is_return_anomaly  boolean,
     is_volume_spike    boolean,
-    PRIMARY KEY (symbol, ts)
-);
+    PRIMARY KEY (symbol, ts, date)
+) PARTITION BY RANGE (date);
 CREATE INDEX IF NOT EXISTS bars_daily_date ON warehouse.bars_daily (date);
 
 -- Intraday bars: 1-minute history from the batch lane (origin 'history', lake:
@@ -56,8 +86,8 @@ CREATE TABLE IF NOT EXISTS warehouse.bars_intraday (
     volume        bigint,
     vwap          double precision,
     trades        bigint,           -- stream bars only
-    PRIMARY KEY (symbol, bar_interval, origin, ts)
-);
+    PRIMARY KEY (symbol, bar_interval, origin, ts, date)
+) PARTITION BY RANGE (date);
 CREATE INDEX IF NOT EXISTS bars_intraday_date ON warehouse.bars_intraday (date);
 
 -- One row per anomaly (kind: return_zscore | volume_spike) (lake: the Iceberg table processed.anomalies).

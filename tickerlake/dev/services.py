@@ -307,7 +307,10 @@ class PostgresCluster(Service):
         return [str(self.bin_dir() / "postgres"), "-D", str(self.data_dir),
                 "-c", f"listen_addresses={LOOPBACK}", "-p", str(self.settings.pg.port),
                 # The socket lives in the owner-only data dir: only we reach the trust login.
-                "-c", f"unix_socket_directories={self.data_dir}"]
+                "-c", f"unix_socket_directories={self.data_dir}",
+                # No replicas here: a table the warehouse load creates and fills in one transaction
+                # (a new month of bars) is then synced once instead of WAL-logged row by row.
+                "-c", "wal_level=minimal", "-c", "max_wal_senders=0"]
 
     def is_healthy(self) -> bool:
         from tickerlake.core.health import postgres_answers

@@ -46,6 +46,8 @@ LEDGER = LOAD_LEDGER.name
 STATE = LOAD_STATE.name
 # The ledger columns a load writes (loaded_at takes its default; the check sets checked_at).
 LEDGER_COLUMNS = [c for c in LOAD_LEDGER.column_names if c not in ("loaded_at", "checked_at")]
+# Partitions a load writes together: (lake partition, its objects), one transaction where it can.
+Unit = list[tuple[str, list[LakeObject]]]
 
 
 class Backend(StrEnum):
@@ -209,6 +211,15 @@ class Warehouse(ABC):
         """Make the partition's rows equal the objects' rows; record them in the ledger with each
         object's row count and key checksum; rows loaded."""
 
+    def units(self, dataset: Dataset, todo: list[tuple[str, list[LakeObject]]]) -> list[Unit]:
+        """The partitions to load, grouped into units of work (each one transaction where the
+        backend can): one partition each, unless the backend loads some better together."""
+        return [[item] for item in todo]
+
+    def replace_unit(self, dataset: Dataset, unit: Unit, s3, stages: Stages = NO_STAGES) -> int:
+        """`replace_partition` for every partition of a unit; rows loaded."""
+        return sum(self.replace_partition(dataset, p, objects, s3, stages) for p, objects in unit)
+
     @contextlib.contextmanager
     def sessions(self, workers: int) -> Iterator[list["Warehouse"]]:
         """Up to `workers` connections that may load partitions side by side (this one first).
@@ -369,29 +380,31 @@ def load_dataset(warehouse: Warehouse, dataset: Dataset, s3, *, reload: bool = F
             report.partitions_unchanged += 1
         else:
             todo.append((partition, objects))
-    with warehouse.sessions(min(workers, len(todo)) or 1) as sessions:
+    units = warehouse.units(dataset, todo) if todo else []
+    with warehouse.sessions(min(workers, len(units)) or 1) as sessions:
         idle: queue.SimpleQueue[Warehouse] = queue.SimpleQueue()
         for session in sessions:
             idle.put(session)
 
-        def replace(partition: str, objects: list[LakeObject]) -> int:
+        def replace(unit: Unit) -> int:
             session = idle.get()
             try:
-                return session.replace_partition(dataset, partition, objects, s3, stages)
+                return session.replace_unit(dataset, unit, s3, stages)
             finally:
                 idle.put(session)
 
         if len(sessions) == 1:
-            rows = [replace(p, objs) for p, objs in todo]
+            rows = [replace(unit) for unit in units]
         else:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(len(sessions), thread_name_prefix="tickerlake-load") as pool:
-                rows = list(pool.map(lambda item: replace(*item), todo))
-    for (partition, objects), n in zip(todo, rows, strict=True):
-        report.rows_loaded += n
-        report.objects_loaded += len(objects)
-        report.partitions_loaded.append(partition)
+                rows = list(pool.map(replace, units))
+    report.rows_loaded += sum(rows)
+    for unit in units:
+        for partition, objects in unit:
+            report.objects_loaded += len(objects)
+            report.partitions_loaded.append(partition)
     for partition in sorted(set(ledger) - set(lake)):
         warehouse.drop_partition(dataset, partition)
         report.partitions_dropped.append(partition)

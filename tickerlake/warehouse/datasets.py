@@ -58,6 +58,14 @@ class Dataset:
     # An Iceberg table: its data files are the ones its current snapshot lists (a killed write can
     # leave uncommitted files under the prefix; reading those would double rows).
     iceberg: str | None = None  # namespace.table
+    # The target is partitioned by month of `date` in Postgres (sql/postgres/020_tables.sql; a test
+    # checks they agree): its unique key includes `date`, and a month new to it loads index-less.
+    month_partitioned: bool = False
+
+    @property
+    def unique_keys(self) -> tuple[str, ...]:
+        """The target's unique key as Postgres declares it (ON CONFLICT's columns)."""
+        return (*self.keys, "date") if self.month_partitioned else self.keys
 
     def partition_columns(self, partition: str) -> dict[str, tuple[str, Kind]]:
         """Warehouse column -> (value, kind) that a partition (and the dataset) fixes."""
@@ -105,13 +113,14 @@ class Datasets(Enum):
     BARS_DAILY = Dataset(
         name="bars_daily", bucket=Bucket.PROCESSED, prefix=_data_prefix(Table.BARS_1D),
         partition_by=("date",), target="bars_daily", columns=_take(declared.BARS, rename=_TS),
-        keys=("symbol", "ts"), iceberg=str(Table.BARS_1D))
+        keys=("symbol", "ts"), iceberg=str(Table.BARS_1D), month_partitioned=True)
     BARS_MINUTE_HISTORY = Dataset(
         name="bars_minute_history", bucket=Bucket.PROCESSED, prefix=_data_prefix(Table.BARS_1M),
         partition_by=("date",), target="bars_intraday",
         columns=_take(declared.BARS, *_BAR_COLUMNS, rename=_TS),
         keys=("symbol", "bar_interval", "origin", "ts"),
-        constants={"bar_interval": ("1m", Kind.TEXT), "origin": ("history", Kind.TEXT)}, iceberg=str(Table.BARS_1M))
+        constants={"bar_interval": ("1m", Kind.TEXT), "origin": ("history", Kind.TEXT)}, iceberg=str(Table.BARS_1M),
+        month_partitioned=True)
     ANOMALIES = Dataset(
         name="anomalies", bucket=Bucket.PROCESSED, prefix=_data_prefix(Table.ANOMALIES),
         partition_by=("interval", "date"), target="anomalies",
@@ -127,12 +136,14 @@ class Datasets(Enum):
         name="live_bars_1m", bucket=Bucket.REALTIME, prefix=_data_prefix(Table.LIVE_BARS_1M),
         partition_by=("date",), target="bars_intraday", columns=_LIVE_BAR_COLUMNS,
         keys=("symbol", "bar_interval", "origin", "ts"),
-        constants={"bar_interval": ("1m", Kind.TEXT), "origin": ("stream", Kind.TEXT)}, iceberg=str(Table.LIVE_BARS_1M))
+        constants={"bar_interval": ("1m", Kind.TEXT), "origin": ("stream", Kind.TEXT)}, iceberg=str(Table.LIVE_BARS_1M),
+        month_partitioned=True)
     LIVE_BARS_5M = Dataset(
         name="live_bars_5m", bucket=Bucket.REALTIME, prefix=_data_prefix(Table.LIVE_BARS_5M),
         partition_by=("date",), target="bars_intraday", columns=_LIVE_BAR_COLUMNS,
         keys=("symbol", "bar_interval", "origin", "ts"),
-        constants={"bar_interval": ("5m", Kind.TEXT), "origin": ("stream", Kind.TEXT)}, iceberg=str(Table.LIVE_BARS_5M))
+        constants={"bar_interval": ("5m", Kind.TEXT), "origin": ("stream", Kind.TEXT)}, iceberg=str(Table.LIVE_BARS_5M),
+        month_partitioned=True)
 
     @classmethod
     def named(cls, name: str) -> Dataset:

@@ -1,7 +1,11 @@
 """The Postgres warehouse: binary COPY from Arrow (ADBC), straight into the target for a partition
 it has no row of, else into a staging table and then an upsert; one transaction per partition,
 partitions side by side on separate connections (`sessions`). Connects as the loader role, which
-writes but owns nothing."""
+writes but owns nothing.
+
+The bar tables are partitioned by month (sql/postgres/025_month_partitions.sql): the partitions of
+a month the warehouse has no child for load as one unit, into a child created without indexes in
+the unit's transaction; its indexes are built once, sorted, and it is attached at the end."""
 from __future__ import annotations
 
 import contextlib
@@ -16,7 +20,7 @@ from tickerlake.core import datasets as declared
 from tickerlake.core.errors import TickerlakeError
 from tickerlake.core.settings import PostgresSettings
 from tickerlake.warehouse import checksums
-from tickerlake.warehouse.base import NO_STAGES, Backend, Dialect, Stages, Warehouse
+from tickerlake.warehouse.base import NO_STAGES, Backend, Dialect, Stages, Unit, Warehouse
 from tickerlake.warehouse.datasets import ARROW, Dataset, Kind, LakeObject, read_object
 
 SCHEMA = "warehouse"
@@ -53,8 +57,8 @@ class PostgresDialect(Dialect):
         columns = dataset.target_columns()
         names = ", ".join(self.ident(c) for c in columns)
         updates = ", ".join(f"{self.ident(c)} = EXCLUDED.{self.ident(c)}"
-                            for c in columns if c not in dataset.keys)
-        keys = ", ".join(self.ident(k) for k in dataset.keys)
+                            for c in columns if c not in dataset.unique_keys)
+        keys = ", ".join(self.ident(k) for k in dataset.unique_keys)
         return (f"INSERT INTO {table} AS t ({names}) {self.mapped_select(dataset, partition, staging)} "
                 f"ON CONFLICT ({keys}) DO UPDATE SET {updates} "
                 f"WHERE {self.changed(dataset, 't', 'EXCLUDED')}")
@@ -187,5 +191,85 @@ class PostgresWarehouse(Warehouse):
         self._known_symbols |= symbols  # committed: in dim_symbol now
         return sum(n for n, _, _ in sums)
 
+    def units(self, dataset: Dataset, todo: list[tuple[str, list[LakeObject]]]) -> list[Unit]:
+        """A month-partitioned target: each month it has no child for is one unit (loaded
+        index-less, then indexed once); partitions of existing months load one by one."""
+        if not dataset.month_partitioned:
+            return super().units(dataset, todo)
+        existing = {row[0] for row in self.query(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = CAST(? AS regclass)", (f"{SCHEMA}.{dataset.target}",))}
+        months: dict[str, Unit] = {}
+        units: list[Unit] = []
+        for partition, objects in todo:
+            day = dataset.partition_columns(partition)["date"][0]
+            if _month_child(dataset.target, day) in existing:
+                units.append([(partition, objects)])
+            else:
+                months.setdefault(day[:7], []).append((partition, objects))
+        return [*months.values(), *units]
+
+    def replace_unit(self, dataset: Dataset, unit: Unit, s3, stages: Stages = NO_STAGES) -> int:
+        if not dataset.month_partitioned or len(unit) == 1 and self._month_exists(dataset, unit[0][0]):
+            return super().replace_unit(dataset, unit, s3, stages)
+        day = dataset.partition_columns(unit[0][0])["date"][0]
+        with self.transaction():
+            self._cur.execute("SELECT warehouse.begin_month($1, CAST($2 AS date))", (dataset.target, day))
+            child = self._cur.fetchone()[0]
+            if child is not None:
+                rows, symbols = self._load_new_month(dataset, unit, child, day, s3, stages)
+        if child is None:  # another load made the month meanwhile: into the parent, one by one
+            return super().replace_unit(dataset, unit, s3, stages)
+        self._known_symbols |= symbols  # committed: in dim_symbol now
+        return rows
+
+    def _month_exists(self, dataset: Dataset, partition: str) -> bool:
+        day = dataset.partition_columns(partition)["date"][0]
+        return bool(self.query("SELECT to_regclass(?) IS NOT NULL",
+                               (f"{SCHEMA}.{_month_child(dataset.target, day)}",))[0][0])
+
+    def _load_new_month(self, dataset: Dataset, unit: Unit, child: str, day: str, s3,
+                        stages: Stages) -> tuple[int, set[str]]:
+        """Inside the unit's transaction, after begin_month made `child`: COPY every partition into
+        it, add the new symbols, build the indexes and attach it, then the ledger; the rows and
+        the symbols it brought."""
+        cur, rows, symbols = self._cur, 0, set[str]()
+        sums_by_partition = []
+        for partition, objects in unit:
+            with stages.timed("read"):
+                tables = [read_object(s3, obj, dataset) for obj in objects]
+            with stages.timed("checksum"):
+                sums = [checksums.lake_checksum(dataset, t) for t in tables]
+            symbols |= {v for t in tables if "symbol" in t.column_names
+                        for v in pc.unique(t.column("symbol")).to_pylist() if v is not None}
+            with stages.timed("write"), stages.timed("write.copy"):
+                for table in tables:
+                    if table.num_rows:
+                        cur.adbc_ingest(child, _as_target(dataset, partition, table),
+                                        mode="append", db_schema_name=SCHEMA)
+            sums_by_partition.append((partition, objects, sums))
+            rows += sum(n for n, _, _ in sums)
+        with stages.timed("write"):
+            with stages.timed("write.symbols"):
+                if symbols - self._known_symbols:
+                    # before the attach, whose lock on the parent is held to commit: a second
+                    # load waiting here for the same new symbols then holds no lock we need
+                    d = self.dialect
+                    self.execute(d.upsert_symbols(self.table("dim_symbol"),
+                                                  f"SELECT DISTINCT {d.ident('symbol')} FROM {self.table(child)} "
+                                                  f"WHERE {d.ident('symbol')} IS NOT NULL ORDER BY 1"))
+            with stages.timed("write.index"):
+                cur.execute("SELECT warehouse.attach_month($1, CAST($2 AS date))", (dataset.target, day))
+                cur.fetchall()
+            with stages.timed("write.ledger"):
+                for partition, objects, sums in sums_by_partition:
+                    self.write_ledger(dataset, partition, objects, sums)
+        return rows, symbols
+
     def close(self) -> None:
         self.conn.close()
+
+
+def _month_child(target: str, day: str) -> str:
+    """The month's child table, as warehouse.month_child names it: bars_daily_y2026m01."""
+    return f"{target}_y{day[:4]}m{day[5:7]}"
