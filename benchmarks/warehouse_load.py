@@ -10,14 +10,16 @@ symbols a day, appended with pyiceberg), then in this one process:
 
 - bulk: `load_dataset` for the whole table as the load DAG runs it: the snapshot's data files by
   partition; per partition S3 read, the lake-side key checksum (DuckDB), binary COPY from Arrow
-  (ADBC) straight into the target (a first load), ledger; TICKERLAKE_WAREHOUSE_LOAD_WORKERS
-  partitions side by side; seconds per step summed over the workers;
+  (pgpq + psycopg): each month new to the warehouse into a child created index-less, indexed
+  and attached at the end; ledger; TICKERLAKE_WAREHOUSE_LOAD_WORKERS months side by side;
+  seconds per step summed over the workers;
 - the DAG's consistency check after that load (every partition is new to it);
 - a rerun with nothing new: load plus check, as the DAG's next run does them;
 - `--full-check`: the on-demand check that reads the lake again;
-- ceiling: the first `--ceiling-rows` rows, already in memory as Arrow, COPYed by the same ADBC
-  call with the same number of connections into a copy of the table with its indexes and into
-  one without: what Postgres alone takes, with no S3 read, checksum or ledger;
+- ceiling: the first `--ceiling-rows` rows, already in memory as Arrow, COPYed by the load's
+  own call (pgpq + psycopg) on as many connections into a copy of the table with its indexes,
+  and into index-less tables each created in its COPY's transaction (as a new month is): what
+  Postgres and the encoder alone take, with no S3 read, checksum, index build or ledger;
 - baseline: the same data files read the same way, then psycopg `executemany` of
   `INSERT ... ON CONFLICT DO UPDATE` row by row, on the first `--baseline-rows` rows (a smaller
   sample: row-by-row is what the bulk path exists to avoid), into a copy of the table.
@@ -123,19 +125,14 @@ def iceberg_table(catalog, rows: int, per_partition: int, dataset) -> None:
 
 
 def ceiling(settings, dataset, s3, objects, limit: int, workers: int) -> dict[str, float]:
-    """rows/s of ADBC COPY alone (see the module docstring), with and without the indexes."""
+    """rows/s of the load's COPY alone (pgpq + psycopg; see the module docstring): into a table
+    with the indexes, and into an index-less table created in the COPY's transaction."""
     import threading
-    from urllib.parse import quote
-
-    import adbc_driver_postgresql.dbapi as adbc
 
     from tickerlake.core.clients import pg_connect
     from tickerlake.warehouse.datasets import read_object
-    from tickerlake.warehouse.postgres import _as_target
+    from tickerlake.warehouse.postgres import _as_target, copy_arrow
 
-    pg = settings.pg
-    uri = (f"postgresql://{quote(pg.user, safe='')}:{quote(pg.password.get_secret_value(), safe='')}"
-           f"@{pg.host}:{pg.port}/{pg.database}")
     tables, rows = [], 0
     for partition, objs in objects:
         for obj in objs:
@@ -144,19 +141,27 @@ def ceiling(settings, dataset, s3, objects, limit: int, workers: int) -> dict[st
         if rows >= limit:
             break
     rates = {}
-    for name, like in (("with indexes", "INCLUDING ALL"), ("heap only", "")):
-        with pg_connect(pg) as conn:
-            conn.execute("DROP TABLE IF EXISTS warehouse.bench_ceiling")
-            conn.execute(f"CREATE TABLE warehouse.bench_ceiling (LIKE warehouse.bars_daily {like})")
+    for name, like in (("indexed table", "INCLUDING ALL"), ("new heap, no index", "")):
+        with pg_connect(settings.pg) as conn:
+            for k in range(workers):
+                conn.execute(f"DROP TABLE IF EXISTS warehouse.bench_ceiling_{k}")
+            if like:
+                conn.execute(f"CREATE TABLE warehouse.bench_ceiling_0 (LIKE warehouse.bars_daily {like})")
             conn.commit()
 
-        def copy(chunk) -> None:
-            with adbc.connect(uri) as conn, conn.cursor() as cur:
-                for table in chunk:
-                    cur.adbc_ingest("bench_ceiling", table, mode="append", db_schema_name="warehouse")
-                    conn.commit()
+        def copy(k: int, chunk, like: str = like) -> None:
+            with pg_connect(settings.pg) as conn, conn.cursor() as cur:
+                table = "warehouse.bench_ceiling_0"
+                if not like:  # each connection its own, created in its transaction
+                    table = f"warehouse.bench_ceiling_{k}"
+                    cur.execute(f"CREATE TABLE {table} (LIKE warehouse.bars_daily)")
+                for data in chunk:
+                    copy_arrow(cur, table, data)
+                    if like:
+                        conn.commit()
+                conn.commit()
 
-        threads = [threading.Thread(target=copy, args=(tables[k::workers],)) for k in range(workers)]
+        threads = [threading.Thread(target=copy, args=(k, tables[k::workers])) for k in range(workers)]
         t0 = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -215,7 +220,7 @@ def main() -> int:
 
     bulk_rate, base_rate = report.rows_loaded / bulk_seconds, base_rows / base_seconds
     print(f"\n{'run':<40}{'rows':>12}{'seconds':>10}{'rows/s':>12}")
-    label = f"bulk (ADBC COPY, {workers} worker(s))"
+    label = f"bulk (binary COPY, {workers} worker(s))"
     print(f"{label:<40}{report.rows_loaded:>12,}{bulk_seconds:>10.1f}{bulk_rate:>12,.0f}")
     print(f"{'baseline (psycopg executemany)':<40}{base_rows:>12,}{base_seconds:>10.1f}{base_rate:>12,.0f}")
     print(f"ratio (bulk rows/s / baseline rows/s): {bulk_rate / base_rate:.1f}")
