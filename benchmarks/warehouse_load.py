@@ -20,9 +20,10 @@ symbols a day, appended with pyiceberg), then in this one process:
   own call (pgpq + psycopg) on as many connections into a copy of the table with its indexes,
   and into index-less tables each created in its COPY's transaction (as a new month is): what
   Postgres and the encoder alone take, with no S3 read, checksum, index build or ledger;
-- baseline: the same data files read the same way, then psycopg `executemany` of
+- baseline, run first: the same data files read the same way, then psycopg `executemany` of
   `INSERT ... ON CONFLICT DO UPDATE` row by row, on the first `--baseline-rows` rows (a smaller
-  sample: row-by-row is what the bulk path exists to avoid), into a copy of the table.
+  sample: row-by-row is what the bulk path exists to avoid), into a copy of the table with its
+  indexes. Each timed run starts after a CHECKPOINT.
 
 Prints rows, wall seconds and rows/s for each and the ratio (bulk rows/s ÷ baseline rows/s).
 """
@@ -44,7 +45,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.warehouse_load")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--per-partition", type=int, default=5_000, help="symbols (rows) per date")
-    parser.add_argument("--baseline-rows", type=int, default=20_000)
+    parser.add_argument("--baseline-rows", type=int, default=100_000)
     parser.add_argument("--full-check", action="store_true", help="also time the on-demand full check")
     parser.add_argument("--ceiling-rows", type=int, default=2_000_000)
     return parser.parse_args()
@@ -97,6 +98,8 @@ def baseline(settings, dataset, s3, objects, limit: int) -> int:
                     cur.executemany(sql, [tuple(r.values()) + (day,) for r in rows])
                 conn.commit()
                 done += len(rows)
+        conn.execute("DROP TABLE warehouse.bench_baseline")
+        conn.commit()
     return done
 
 
@@ -171,6 +174,42 @@ def ceiling(settings, dataset, s3, objects, limit: int, workers: int) -> dict[st
     return rates
 
 
+def cpu_by_program() -> dict[str, float]:
+    """CPU seconds so far of this process (the load's client side), of Postgres (its live
+    processes plus the exited backends its postmaster reaped) and of the S3 server."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    totals = {"load client": usage.ru_utime + usage.ru_stime, "postgres": 0.0, "s3 server": 0.0}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in os.listdir("/proc"):
+        if not stat.isdigit():
+            continue
+        try:
+            text = open(f"/proc/{stat}/stat").read()
+        except OSError:
+            continue
+        name, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        program = {"postgres": "postgres", "weed": "s3 server"}.get(name)
+        if program:
+            # utime, stime, and the reaped children's cutime, cstime (a postmaster's exited backends)
+            totals[program] += sum(int(v) for v in fields[11:15]) / tick
+    return totals
+
+
+def checkpoint(settings) -> None:
+    from tickerlake.core.clients import pg_connect
+
+    with pg_connect(settings.pg, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+
+
+def cpu_busy() -> float:
+    """Seconds the machine's cores have been busy (all processes: the load, Postgres, the S3 server)."""
+    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
 def main() -> int:
     args = parse_args()
     from tickerlake.dev.private import private_stack
@@ -193,11 +232,21 @@ def main() -> int:
         print(f"prepared {args.rows:,} processed daily bars in an Iceberg table, "
               f"{-(-args.rows // args.per_partition):,} date partitions ({time.perf_counter() - t0:.1f}s)", flush=True)
 
+        objects = list(list_partitions(s3, dataset).items())
+        # The baseline first, each timed run after a checkpoint: neither pays for the other's
+        # dirty buffers, checkpoints or autovacuum.
+        checkpoint(settings)
+        t0 = time.perf_counter()
+        base_rows = baseline(settings, dataset, s3, objects, args.baseline_rows)
+        base_seconds = time.perf_counter() - t0
+        checkpoint(settings)
+
         with PostgresWarehouse(settings.pg) as wh:
             workers = settings.warehouse.load_workers
-            t0 = time.perf_counter()
+            busy0, by0, t0 = cpu_busy(), cpu_by_program(), time.perf_counter()
             report = load_dataset(wh, dataset, s3, workers=workers)
-            bulk_seconds = time.perf_counter() - t0
+            bulk_seconds, busy = time.perf_counter() - t0, cpu_busy() - busy0
+            by_program = {k: v - by0[k] for k, v in cpu_by_program().items()}
             t0 = time.perf_counter()
             first_check = check_dataset(wh, dataset, s3, full=False)
             raise_on_mismatch(first_check)
@@ -212,11 +261,8 @@ def main() -> int:
                 raise_on_mismatch(check_dataset(wh, dataset, s3, full=True))
                 full_seconds = time.perf_counter() - t0
 
-        objects = list(list_partitions(s3, dataset).items())
+        checkpoint(settings)
         copy_only = ceiling(settings, dataset, s3, objects, args.ceiling_rows, workers)
-        t0 = time.perf_counter()
-        base_rows = baseline(settings, dataset, s3, objects, args.baseline_rows)
-        base_seconds = time.perf_counter() - t0
 
     bulk_rate, base_rate = report.rows_loaded / bulk_seconds, base_rows / base_seconds
     print(f"\n{'run':<40}{'rows':>12}{'seconds':>10}{'rows/s':>12}")
@@ -228,6 +274,11 @@ def main() -> int:
           + f"), {workers} connection(s), {min(args.ceiling_rows, args.rows):,} rows")
     steps = ", ".join(f"{k} {v:.1f}s" for k, v in report.stages.items())
     print(f"bulk steps (seconds summed over the workers): {steps}")
+    print(f"cores busy during the bulk load: {busy / bulk_seconds / (os.cpu_count() or 1):.0%} "
+          f"({busy:.1f} CPU-seconds, {busy / report.rows_loaded * 1e6 if report.rows_loaded else 0:.2f} µs a row)")
+    if report.rows_loaded:
+        print("  of which " + ", ".join(f"{k} {v:.1f}s ({v / report.rows_loaded * 1e6:.2f} µs a row)"
+                                        for k, v in by_program.items()))
     print(f"check after the load: {len(first_check):,} partitions, {sum(c.lake[0] for c in first_check):,} rows "
           f"in {check_seconds:.1f}s")
     print(f"rerun with nothing new: load ({'up to date at the loaded snapshot' if rerun.up_to_date else 'listed'}, "

@@ -34,7 +34,7 @@ $$;
 
 -- Daily bars with their indicators and anomaly flags (lake: the Iceberg table processed.bars_1d).
 CREATE TABLE IF NOT EXISTS warehouse.bars_daily (
-    symbol             text             NOT NULL,
+    symbol             text COLLATE "C" NOT NULL,  -- byte order: a month's key index sorts ~x faster
     ts                 timestamptz      NOT NULL,  -- bar open time
     date               date             NOT NULL,
     open               double precision,
@@ -74,9 +74,9 @@ CREATE INDEX IF NOT EXISTS bars_daily_date ON warehouse.bars_daily (date);
 -- the Iceberg table processed.bars_1m) and live 1-/5-minute bars from the stream (origin 'stream',
 -- lake: realtime/bars/interval=*/).
 CREATE TABLE IF NOT EXISTS warehouse.bars_intraday (
-    symbol        text             NOT NULL,
-    bar_interval  text             NOT NULL CHECK (bar_interval IN ('1m', '5m')),
-    origin        text             NOT NULL CHECK (origin IN ('history', 'stream')),
+    symbol        text COLLATE "C" NOT NULL,
+    bar_interval  text COLLATE "C" NOT NULL CHECK (bar_interval IN ('1m', '5m')),
+    origin        text COLLATE "C" NOT NULL CHECK (origin IN ('history', 'stream')),
     ts            timestamptz      NOT NULL,  -- bar open time
     date          date             NOT NULL,
     open          double precision,

@@ -284,9 +284,11 @@ class WarehouseSettings(BaseSettings):
     model_config = _config("WAREHOUSE")
 
     backend: WarehouseBackend = WarehouseBackend.AUTO
-    # Partitions loaded side by side, each on its own connection (Postgres; Snowflake loads one at
-    # a time and parallelises inside its COPY). Two fill this machine kind's two cores.
-    load_workers: int = Field(default=2, ge=1, le=32)
+    # Units (a new month, or one partition) loaded side by side, each on its own connection
+    # (Postgres; Snowflake loads one at a time and parallelises inside its COPY). Measured on two
+    # cores at 10M rows: 2 workers 269k rows/s (cores 87% busy), 3 workers 317k (91%): the third
+    # fills the time the others wait for a commit's sync or the object store.
+    load_workers: int = Field(default=3, ge=1, le=32)
 
 
 class AirflowSettings(BaseSettings):

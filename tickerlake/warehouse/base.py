@@ -250,13 +250,21 @@ class Warehouse(ABC):
     def write_ledger(self, dataset: Dataset, partition: str, objects: list[LakeObject],
                      sums: list[Checksum]) -> None:
         """Replace the partition's ledger entries (inside the caller's transaction)."""
+        self.write_ledgers(dataset, [(partition, objects, sums)])
+
+    def write_ledgers(self, dataset: Dataset, entries: list[tuple[str, list[LakeObject], list[Checksum]]]) -> None:
+        """Replace the ledger entries of several partitions in one DELETE and one insert (inside
+        the caller's transaction): (partition, its objects, their checksums)."""
         d = self.dialect
+        partitions = [partition for partition, _, _ in entries]
         self.execute(f"DELETE FROM {self.table(LEDGER)} WHERE {d.ident('dataset')} = ? "
-                     f"AND {d.ident('lake_partition')} = ?", (dataset.name, partition))
-        if objects:
-            self._insert(LEDGER, LEDGER_COLUMNS,
-                         [(dataset.name, partition, o.bucket, o.key, o.etag, n, dataset.target, hi, lo)
-                          for o, (n, hi, lo) in zip(objects, sums, strict=True)])
+                     f"AND {d.ident('lake_partition')} IN ({', '.join('?' for _ in partitions)})",
+                     (dataset.name, *partitions))
+        rows = [(dataset.name, partition, o.bucket, o.key, o.etag, n, dataset.target, hi, lo)
+                for partition, objects, sums in entries
+                for o, (n, hi, lo) in zip(objects, sums, strict=True)]
+        if rows:
+            self._insert(LEDGER, LEDGER_COLUMNS, rows)
 
     def loaded_snapshot(self, dataset: Dataset) -> int | None:
         """The Iceberg snapshot the dataset was last loaded to in full."""

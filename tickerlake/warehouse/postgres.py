@@ -123,8 +123,8 @@ class PostgresWarehouse(Warehouse):
         with self.transaction():
             self._copy(self.table(table), pa.table({c: [r[i] for r in rows] for i, c in enumerate(columns)}))
 
-    def _copy(self, table: str, data: pa.Table) -> None:
-        copy_arrow(self._cur, table, data)
+    def _copy(self, table: str, data: pa.Table, *, freeze: bool = False) -> None:
+        copy_arrow(self._cur, table, data, freeze=freeze)
 
     def query_table(self, sql: str) -> tuple[list[str], list[tuple]]:
         with self.transaction():
@@ -155,7 +155,7 @@ class PostgresWarehouse(Warehouse):
         with stages.timed("read"):
             tables = [read_object(s3, obj, dataset) for obj in objects]
         with stages.timed("checksum"):
-            sums = [checksums.lake_checksum(dataset, t) for t in tables]
+            sums = checksums.lake_checksums(dataset, tables)
         symbols = {v for t in tables if "symbol" in t.column_names
                    for v in pc.unique(t.column("symbol")).to_pylist() if v is not None}
         target, d = self.table(dataset.target), self.dialect
@@ -226,20 +226,21 @@ class PostgresWarehouse(Warehouse):
         """Inside the unit's transaction, after begin_month made `child`: COPY every partition into
         it, add the new symbols, build the indexes and attach it, then the ledger; the rows and
         the symbols it brought."""
-        cur, rows, symbols = self._cur, 0, set[str]()
-        sums_by_partition = []
+        cur, symbols = self._cur, set[str]()
+        keys = []  # the key columns of every object: their checksums in one query at the end
         for partition, objects in unit:
             with stages.timed("read"):
                 tables = [read_object(s3, obj, dataset) for obj in objects]
-            with stages.timed("checksum"):
-                sums = [checksums.lake_checksum(dataset, t) for t in tables]
             symbols |= {v for t in tables if "symbol" in t.column_names
                         for v in pc.unique(t.column("symbol")).to_pylist() if v is not None}
             with stages.timed("write"), stages.timed("write.copy"):
                 for table in tables:
-                    self._copy(self.table(child), _as_target(dataset, partition, table))
-            sums_by_partition.append((partition, objects, sums))
-            rows += sum(n for n, _, _ in sums)
+                    self._copy(self.table(child), _as_target(dataset, partition, table), freeze=True)
+            keys += [t.select([c.lake for c in dataset.file_keys]) for t in tables]
+        with stages.timed("checksum"):
+            each = iter(checksums.lake_checksums(dataset, keys))
+        sums_by_partition = [(partition, objects, [next(each) for _ in objects]) for partition, objects in unit]
+        rows = sum(n for _, _, partition_sums in sums_by_partition for n, _, _ in partition_sums)
         with stages.timed("write"):
             with stages.timed("write.symbols"):
                 if symbols - self._known_symbols:
@@ -253,25 +254,27 @@ class PostgresWarehouse(Warehouse):
                 cur.execute("SELECT warehouse.attach_month(%s, CAST(%s AS date))", (dataset.target, day))
                 cur.fetchall()
             with stages.timed("write.ledger"):
-                for partition, objects, sums in sums_by_partition:
-                    self.write_ledger(dataset, partition, objects, sums)
+                self.write_ledgers(dataset, sums_by_partition)
         return rows, symbols
 
     def close(self) -> None:
         self.conn.close()
 
 
-def copy_arrow(cursor, table: str, data: pa.Table) -> None:
+def copy_arrow(cursor, table: str, data: pa.Table, *, freeze: bool = False) -> None:
     """Binary COPY of an Arrow table into `table` (qualified) on a psycopg cursor, in its open
     transaction. pgpq encodes the rows in Rust at ~0.3 µs a row; the ADBC driver's encoder took
-    ~2.5 µs of the same two cores (docs/warehouse.md)."""
+    ~2.5 µs of the same two cores (docs/warehouse.md). `freeze`: the table was created in this
+    transaction; its rows are written frozen and its pages all-visible, so neither the first
+    reader (hint bits) nor autovacuum rewrites them after the load."""
     import pgpq
 
     if not data.num_rows:
         return
     encoder = pgpq.ArrowToPostgresBinaryEncoder(data.schema)
     columns = ", ".join(PostgresWarehouse.dialect.ident(c) for c in data.column_names)
-    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+    options = "FORMAT BINARY, FREEZE" if freeze else "FORMAT BINARY"
+    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN ({options})") as copy:
         copy.write(encoder.write_header())
         for batch in data.to_batches():
             copy.write(encoder.write_batch(batch))
