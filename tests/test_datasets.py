@@ -39,10 +39,12 @@ def _split_top_level(body: str) -> list[str]:
 
 
 def parse_tables(text: str) -> dict[str, dict]:
-    """table -> {"columns": {name: type text}, "key": [names]} from CREATE TABLE statements."""
+    """table -> {"columns": {name: type text}, "key": [names], "partitioned": bool} from CREATE
+    TABLE statements."""
     text = re.sub(r"--[^\n]*", "", text)
     tables = {}
-    for match in re.finditer(r"CREATE TABLE IF NOT EXISTS (?:\w+\.)?(\w+)\s*\((.*?)\);", text, re.S | re.I):
+    for match in re.finditer(r"CREATE TABLE IF NOT EXISTS (?:\w+\.)?(\w+)\s*\((.*?)\)(\s*PARTITION BY [^;]*)?;",
+                             text, re.S | re.I):
         columns, key = {}, []
         for item in _split_top_level(match.group(2)):
             if item.upper().startswith("PRIMARY KEY"):
@@ -52,7 +54,7 @@ def parse_tables(text: str) -> dict[str, dict]:
             columns[name.lower()] = rest
             if "PRIMARY KEY" in rest.upper():
                 key = [name.lower()]
-        tables[match.group(1).lower()] = {"columns": columns, "key": key}
+        tables[match.group(1).lower()] = {"columns": columns, "key": key, "partitioned": bool(match.group(3))}
     return tables
 
 
@@ -64,9 +66,10 @@ def _type_of(rest: str, dialect) -> Kind:
     raise AssertionError(f"unknown SQL type in {rest!r}")
 
 
-def expected_tables() -> dict[str, dict]:
-    """What the declarations say each warehouse table holds: name -> {"columns": {col: kind}, "key"}."""
-    tables: dict[str, dict] = defaultdict(lambda: {"columns": {}, "key": None})
+def expected_tables(backend: str) -> dict[str, dict]:
+    """What the declarations say each warehouse table holds: name -> {"columns": {col: kind}, "key",
+    "partitioned"}. Postgres partitions the bar tables by month, so their keys include `date`."""
+    tables: dict[str, dict] = defaultdict(lambda: {"columns": {}, "key": None, "partitioned": False})
     for dataset in Datasets.all():
         table = tables[dataset.target]
         for column in dataset.columns:
@@ -76,10 +79,13 @@ def expected_tables() -> dict[str, dict]:
         for hive_key in dataset.partition_by:
             column, kind = PARTITION_COLUMN[hive_key]
             table["columns"][column] = kind
-        assert table["key"] in (None, list(dataset.keys)), f"{dataset.target}: datasets disagree on the key"
-        table["key"] = list(dataset.keys)
+        key = list(dataset.unique_keys if backend == "postgres" else dataset.keys)
+        assert table["key"] in (None, key), f"{dataset.target}: datasets disagree on the key"
+        table["key"] = key
+        table["partitioned"] = dataset.month_partitioned and backend == "postgres"
     for spec in (declared.LOAD_LEDGER, declared.LOAD_STATE, declared.DIM_SYMBOL):
-        tables[spec.name] = {"columns": {c.name: c.kind for c in spec.columns}, "key": list(spec.keys)}
+        tables[spec.name] = {"columns": {c.name: c.kind for c in spec.columns}, "key": list(spec.keys),
+                             "partitioned": False}
     return dict(tables)
 
 
@@ -89,7 +95,7 @@ def test_the_sql_ddl_equals_the_dataset_declarations(backend):
     parsed: dict[str, dict] = {}
     for path in SQL_FILES[backend]:
         parsed.update(parse_tables(path.read_text()))
-    expected = expected_tables()
+    expected = expected_tables(backend)
     assert set(parsed) == set(expected)
     for table, spec in expected.items():
         found = parsed[table]
@@ -100,6 +106,7 @@ def test_the_sql_ddl_equals_the_dataset_declarations(backend):
         wanted = {name: dialect.types[kind] for name, kind in spec["columns"].items()}
         assert {n: dialect.types[k] for n, k in kinds.items()} == wanted, f"{backend} {table}: types differ"
         assert found["key"] == spec["key"], f"{backend} {table}: primary key differs"
+        assert found["partitioned"] == spec["partitioned"], f"{backend} {table}: partitioning differs"
 
 
 def test_the_ddl_check_catches_a_drifted_column():

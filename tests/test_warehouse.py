@@ -435,15 +435,6 @@ def test_the_loader_can_make_months_only_of_the_partitioned_tables_postgres(sett
             conn.execute("CREATE TABLE warehouse.bars_daily_y1800m01 (LIKE warehouse.bars_daily)")
 
 
-def test_the_datasets_month_partitioning_is_the_ddls_postgres(warehouse):
-    _pg_only(warehouse)
-    partitioned = {row[0] for row in warehouse.query(
-        "SELECT c.relname FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'warehouse'")}
-    for dataset in Datasets.all():
-        assert dataset.month_partitioned == (dataset.target in partitioned), dataset.name
-
-
 def test_a_warehouse_from_before_the_month_partitions_is_migrated_and_reloads_postgres(settings):
     """`python -m minio_init --only warehouse` on a warehouse whose bars_daily is a plain table:
     the table goes (the lake is the system of record), with its loads, and comes back partitioned."""
