@@ -260,13 +260,35 @@ def test_placeholders_are_the_interfaces_business_not_the_callers(warehouse, s3)
     assert warehouse.forget(dataset, [f"date={dates[0]}"]) == 2
 
 
+def _load_side_by_side(settings, s3, datasets) -> list[Exception]:
+    """Each dataset loaded by its own thread on its own Postgres connection, all released at once
+    (as mapped loads run under a real scheduler); the errors they raised."""
+    import threading
+
+    from tickerlake.warehouse.postgres import PostgresWarehouse
+
+    barrier, errors = threading.Barrier(len(datasets)), []
+
+    def load(dataset):
+        with PostgresWarehouse(settings.pg) as own:
+            barrier.wait()
+            try:
+                load_dataset(own, dataset, s3)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted on by the caller
+                errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(d,)) for d in datasets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
 def test_parallel_loads_adding_the_same_new_symbols_never_collide(warehouse, s3, settings):
     """Mapped loads run side by side under a real scheduler (not one by one as in `dags test`):
     four loads, each on its own connection, add the same brand-new symbols to dim_symbol at once."""
-    import threading
-
     from tickerlake.warehouse.base import Backend
-    from tickerlake.warehouse.postgres import PostgresWarehouse
 
     if warehouse.backend is not Backend.POSTGRES:
         pytest.skip("concurrent connections: fakesnow shares one in-process DuckDB; Snowflake serialises "
@@ -278,22 +300,7 @@ def test_parallel_loads_adding_the_same_new_symbols_never_collide(warehouse, s3,
         day = date(next(_years), 1, 2)
         _put(s3, dataset, f"date={day}", "part-0.parquet", _bars(dataset, day, symbols))
         datasets.append(dataset)
-    barrier, errors = threading.Barrier(len(datasets)), []
-
-    def load(dataset):
-        with PostgresWarehouse(settings.pg) as own:
-            barrier.wait()
-            try:
-                load_dataset(own, dataset, s3)
-            except Exception as exc:  # noqa: BLE001 - collected and asserted on below
-                errors.append(exc)
-
-    threads = [threading.Thread(target=load, args=(d,)) for d in datasets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert _load_side_by_side(settings, s3, datasets) == []
     rows = warehouse.query(f"SELECT symbol, COUNT(*) FROM {warehouse.table('dim_symbol')} "
                            f"WHERE symbol IN (?, ?, ?) GROUP BY symbol ORDER BY symbol", tuple(symbols))
     assert rows == [(s, 1) for s in sorted(symbols)]
@@ -388,10 +395,8 @@ def test_a_month_new_to_the_warehouse_loads_as_one_unit_into_an_attached_indexed
 
 
 def test_two_loads_bringing_the_same_new_month_side_by_side_both_land(warehouse, s3, settings):
-    import threading
-
-    from tickerlake.warehouse.postgres import PostgresWarehouse
-
+    """Both find no child for March; one creates it, the other waits in begin_month and then
+    loads through the parent (or finds the month made before it starts)."""
     _pg_only(warehouse)
     year = next(_years)
     datasets = []
@@ -400,22 +405,7 @@ def test_two_loads_bringing_the_same_new_month_side_by_side_both_land(warehouse,
         day = date(year, 3, 2 + k)
         _put(s3, dataset, f"date={day}", "part-0.parquet", _bars(dataset, day, [f"M{k}A", f"M{k}B"]))
         datasets.append(dataset)
-    barrier, errors = threading.Barrier(2), []
-
-    def load(dataset):
-        with PostgresWarehouse(settings.pg) as own:
-            barrier.wait()
-            try:
-                load_dataset(own, dataset, s3)
-            except Exception as exc:  # noqa: BLE001 - collected and asserted on below
-                errors.append(exc)
-
-    threads = [threading.Thread(target=load, args=(d,)) for d in datasets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert _load_side_by_side(settings, s3, datasets) == []
     for dataset in datasets:
         raise_on_mismatch(check_dataset(warehouse, dataset, s3))
     assert warehouse.query(f"SELECT COUNT(*) FROM warehouse.bars_daily_y{year}m03") == [(4,)]

@@ -189,14 +189,12 @@ class PostgresWarehouse(Warehouse):
         index-less, then indexed once); partitions of existing months load one by one."""
         if not dataset.month_partitioned:
             return super().units(dataset, todo)
-        existing = {row[0] for row in self.query(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = CAST(? AS regclass)", (f"{SCHEMA}.{dataset.target}",))}
+        days = [dataset.partition_columns(partition)["date"][0] for partition, _ in todo]
+        existing = self._months_with_child(dataset, days)
         months: dict[str, Unit] = {}
         units: list[Unit] = []
-        for partition, objects in todo:
-            day = dataset.partition_columns(partition)["date"][0]
-            if _month_child(dataset.target, day) in existing:
+        for (partition, objects), day in zip(todo, days, strict=True):
+            if day[:7] in existing:
                 units.append([(partition, objects)])
             else:
                 months.setdefault(day[:7], []).append((partition, objects))
@@ -218,8 +216,16 @@ class PostgresWarehouse(Warehouse):
 
     def _month_exists(self, dataset: Dataset, partition: str) -> bool:
         day = dataset.partition_columns(partition)["date"][0]
-        return bool(self.query("SELECT to_regclass(?) IS NOT NULL",
-                               (f"{SCHEMA}.{_month_child(dataset.target, day)}",))[0][0])
+        return bool(self._months_with_child(dataset, [day]))
+
+    def _months_with_child(self, dataset: Dataset, days: list[str]) -> set[str]:
+        """The months (YYYY-MM) of `days` the target has a child table for (named by the SQL's
+        warehouse.month_child, the one place that spells a child's name)."""
+        months = sorted({day[:7] + "-01" for day in days})
+        rows = self.query("SELECT m FROM unnest(CAST(? AS date[])) AS m "
+                          "WHERE to_regclass('warehouse.' || warehouse.month_child(?, m)) IS NOT NULL",
+                          (months, dataset.target))
+        return {str(row[0])[:7] for row in rows}
 
     def _load_new_month(self, dataset: Dataset, unit: Unit, child: str, day: str, s3,
                         stages: Stages) -> tuple[int, set[str]]:
@@ -279,8 +285,3 @@ def copy_arrow(cursor, table: str, data: pa.Table, *, freeze: bool = False) -> N
         for batch in data.to_batches():
             copy.write(encoder.write_batch(batch))
         copy.write(encoder.finish())
-
-
-def _month_child(target: str, day: str) -> str:
-    """The month's child table, as warehouse.month_child names it: bars_daily_y2026m01."""
-    return f"{target}_y{day[:4]}m{day[5:7]}"
