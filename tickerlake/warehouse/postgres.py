@@ -232,17 +232,29 @@ class PostgresWarehouse(Warehouse):
         """Inside the unit's transaction, after begin_month made `child`: COPY every partition into
         it, add the new symbols, build the indexes and attach it, then the ledger; the rows and
         the symbols it brought."""
+        from concurrent.futures import ThreadPoolExecutor
+
         cur, symbols = self._cur, set[str]()
         keys = []  # the key columns of every object: their checksums in one query at the end
-        for partition, objects in unit:
-            with stages.timed("read"):
-                tables = [read_object(s3, obj, dataset) for obj in objects]
-            symbols |= {v for t in tables if "symbol" in t.column_names
-                        for v in pc.unique(t.column("symbol")).to_pylist() if v is not None}
-            with stages.timed("write"), stages.timed("write.copy"):
-                for table in tables:
-                    self._copy(self.table(child), _as_target(dataset, partition, table), freeze=True)
-            keys += [t.select([c.lake for c in dataset.file_keys]) for t in tables]
+
+        def read(partition: str, objects: list[LakeObject]) -> list[pa.Table]:
+            return [read_object(s3, obj, dataset) for obj in objects]
+
+        # The next partition is read while this one's COPY runs: the client's read and decode and
+        # the server's insert then overlap instead of taking turns.
+        with ThreadPoolExecutor(1, thread_name_prefix="tickerlake-read") as reader:
+            pending = reader.submit(read, *unit[0])
+            for i, (partition, _) in enumerate(unit):
+                with stages.timed("read"):  # the wait for it, once the first is in
+                    tables = pending.result()
+                if i + 1 < len(unit):
+                    pending = reader.submit(read, *unit[i + 1])
+                symbols |= {v for t in tables if "symbol" in t.column_names
+                            for v in pc.unique(t.column("symbol")).to_pylist() if v is not None}
+                with stages.timed("write"), stages.timed("write.copy"):
+                    for table in tables:
+                        self._copy(self.table(child), _as_target(dataset, partition, table), freeze=True)
+                keys += [t.select([c.lake for c in dataset.file_keys]) for t in tables]
         with stages.timed("checksum"):
             each = iter(checksums.lake_checksums(dataset, keys))
         sums_by_partition = [(partition, objects, [next(each) for _ in objects]) for partition, objects in unit]
