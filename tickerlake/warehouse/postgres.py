@@ -88,6 +88,9 @@ class PostgresWarehouse(Warehouse):
         # load need not wait for each commit's WAL flush.
         with self.conn.cursor() as cur:
             cur.execute("SET synchronous_commit = off")
+            # A new month's indexes are built by one process: the load already runs a worker per
+            # core, and parallel builds would only add their start-up and merge on the same cores.
+            cur.execute("SET max_parallel_maintenance_workers = 0")
         self.conn.commit()
 
     def table(self, name: str) -> str:
