@@ -204,7 +204,7 @@ class PostgresWarehouse(Warehouse):
         return [*months.values(), *units]
 
     def replace_unit(self, dataset: Dataset, unit: Unit, s3, stages: Stages = NO_STAGES) -> int:
-        if not dataset.month_partitioned or len(unit) == 1 and self._month_exists(dataset, unit[0][0]):
+        if not dataset.month_partitioned:
             return super().replace_unit(dataset, unit, s3, stages)
         day = dataset.partition_columns(unit[0][0])["date"][0]
         with self.transaction():
@@ -212,14 +212,10 @@ class PostgresWarehouse(Warehouse):
             child = self._cur.fetchone()[0]
             if child is not None:
                 rows, symbols = self._load_new_month(dataset, unit, child, day, s3, stages)
-        if child is None:  # another load made the month meanwhile: into the parent, one by one
+        if child is None:  # the month exists (or another load made it meanwhile): into the parent
             return super().replace_unit(dataset, unit, s3, stages)
         self._known_symbols |= symbols  # committed: in dim_symbol now
         return rows
-
-    def _month_exists(self, dataset: Dataset, partition: str) -> bool:
-        day = dataset.partition_columns(partition)["date"][0]
-        return bool(self._months_with_child(dataset, [day]))
 
     def _months_with_child(self, dataset: Dataset, days: list[str]) -> set[str]:
         """The months (YYYY-MM) of `days` the target has a child table for (named by the SQL's
